@@ -1,0 +1,625 @@
+//! The SQLite backend: the embedded default, one file under `./data/`.
+//!
+//! One connection writes (every write transaction starts with `BEGIN IMMEDIATE`), so positions are
+//! assigned and committed in order and the global order is plain position order; `tx` equals
+//! `position`. Readers use their own connections (WAL lets them read while the writer writes).
+//! Subscribers in this process are woken by an in-process signal.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection, Row, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::watch;
+
+use crate::commit::{BatchWriter, Written};
+use crate::error::{Error, Result};
+use crate::personal::{KeyRing, SubjectKey};
+use crate::store::{PreparedAppend, RowPage, StoreOptions, StoredRow};
+use crate::types::{AppendOutcome, Checkpoint, Snapshot, StreamRange};
+use crate::verify::{ChainWalker, VerifyReport};
+use crate::{HeldAppend, HeldTransaction};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Column list of an event row, in [`StoredRow`] order (`tx` is the position).
+macro_rules! event_columns {
+    () => {
+        "global_position, global_position, stream_id, version, event_id, event_type, \
+         schema_version, payload, personal, command_id, correlation_id, causation_id, actor, \
+         organisation, extra, recorded_at, hash"
+    };
+}
+
+/// Columns bound per event in the multi-row insert.
+const EVENT_INSERT_COLUMNS: usize = 15;
+/// SQLite's limit on bound parameters in one statement.
+const MAX_PARAMS: usize = 32_766;
+
+#[derive(Debug)]
+pub(crate) struct SqliteBackend {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    signal: Arc<watch::Sender<u64>>,
+}
+
+impl SqliteBackend {
+    pub(crate) async fn open(
+        url: &str,
+        options: &StoreOptions,
+        signal: watch::Sender<u64>,
+    ) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the append is acknowledged.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        if let Some(dir) = connect.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Config(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(connect.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            readers,
+            signal: Arc::new(signal),
+        })
+    }
+
+    pub(crate) fn writer(&self) -> SqliteWriter {
+        SqliteWriter {
+            pool: self.writer.clone(),
+            signal: Arc::clone(&self.signal),
+        }
+    }
+
+    pub(crate) async fn read_all(&self, after: Checkpoint, limit: i64) -> Result<RowPage> {
+        // Rows have tx = position, so "(tx, position) > after" is "position > bound".
+        let bound = if after.tx > after.position {
+            after.tx - 1
+        } else {
+            after.tx
+        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE global_position > ? ORDER BY global_position LIMIT ?"
+        ))
+        .bind(i64::try_from(bound).unwrap_or(i64::MAX))
+        .bind(limit)
+        .try_map(|row: SqliteRow| stored_row(&row))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(RowPage { rows, held: false })
+    }
+
+    pub(crate) async fn read_stream(
+        &self,
+        stream: &str,
+        range: StreamRange,
+    ) -> Result<Vec<StoredRow>> {
+        let to = range
+            .to_version
+            .map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let as_of = range.as_of.map_or(i64::MAX, |t| t.timestamp_micros());
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events
+              WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                AND version < coalesce((SELECT min(version) FROM events
+                                         WHERE stream_id = ?1 AND recorded_at > ?4), 9223372036854775807)
+              ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(i64::try_from(range.from_version).unwrap_or(i64::MAX))
+        .bind(to)
+        .bind(as_of)
+        .try_map(|row: SqliteRow| stored_row(&row))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows)
+    }
+
+    pub(crate) async fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                .bind(stream)
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(version
+            .filter(|v| *v > 0)
+            .map(|v| u64::try_from(v).unwrap_or_default()))
+    }
+
+    pub(crate) async fn sealing_keys(
+        &self,
+        stream: &str,
+        subjects: &BTreeSet<String>,
+        now: DateTime<Utc>,
+    ) -> Result<KeyRing> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        for subject in subjects {
+            sqlx::query(
+                "INSERT INTO subject_keys (subject_id, key, created_at) VALUES (?, ?, ?)
+                 ON CONFLICT (subject_id) DO NOTHING",
+            )
+            .bind(subject)
+            .bind(SubjectKey::generate().as_bytes())
+            .bind(now.timestamp_micros())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO subject_streams (subject_id, stream_id) VALUES (?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(subject)
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let ring = key_ring_query(&mut tx, subjects).await?;
+        tx.commit().await?;
+        Ok(ring)
+    }
+
+    pub(crate) async fn key_ring(&self, subjects: &BTreeSet<String>) -> Result<KeyRing> {
+        let mut conn = self.readers.acquire().await?;
+        key_ring_query(&mut conn, subjects).await
+    }
+
+    pub(crate) async fn save_snapshot(
+        &self,
+        stream: &str,
+        snapshot: &Snapshot,
+        personal: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, version, sequence, state, personal, recorded_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (stream_id) DO UPDATE
+               SET version = excluded.version, sequence = excluded.sequence,
+                   state = excluded.state, personal = excluded.personal,
+                   recorded_at = excluded.recorded_at
+             WHERE snapshots.version < excluded.version",
+        )
+        .bind(stream)
+        .bind(i64::try_from(snapshot.version).unwrap_or(i64::MAX))
+        .bind(i64::try_from(snapshot.sequence).unwrap_or(i64::MAX))
+        .bind(snapshot.state.to_string())
+        .bind(personal)
+        .bind(now.timestamp_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn load_snapshot(&self, stream: &str) -> Result<Option<(Snapshot, bool)>> {
+        let row = sqlx::query(
+            "SELECT version, sequence, state, personal FROM snapshots WHERE stream_id = ?",
+        )
+        .bind(stream)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|row| {
+            let state: String = row.try_get(2)?;
+            let snapshot = Snapshot {
+                version: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default(),
+                sequence: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or_default(),
+                state: serde_json::from_str(&state).map_err(|e| Error::Corrupted {
+                    position: 0,
+                    reason: format!("snapshot of {stream} is not JSON: {e}"),
+                })?,
+            };
+            Ok((snapshot, row.try_get(3)?))
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn erase_subject(&self, subject: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO subject_keys (subject_id, key, created_at, erased_at) VALUES (?1, NULL, ?2, ?2)
+             ON CONFLICT (subject_id) DO UPDATE
+               SET key = NULL, erased_at = coalesce(subject_keys.erased_at, excluded.erased_at)",
+        )
+        .bind(subject)
+        .bind(now.timestamp_micros())
+        .execute(&mut *tx)
+        .await?;
+        let streams: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM subject_streams WHERE subject_id = ?")
+                .bind(subject)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query(
+            "DELETE FROM snapshots WHERE stream_id IN
+               (SELECT stream_id FROM subject_streams WHERE subject_id = ?)",
+        )
+        .bind(subject)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(streams).unwrap_or_default())
+    }
+
+    pub(crate) async fn verify(&self) -> Result<VerifyReport> {
+        let heads: Vec<(String, i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT stream_id, version, last_hash FROM streams")
+                .fetch_all(&self.readers)
+                .await?;
+        let mut walker = ChainWalker::new(heads);
+        let mut rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events ORDER BY stream_id, version"
+        ))
+        .try_map(|row: SqliteRow| stored_row(&row))
+        .fetch(&self.readers);
+        while let Some(row) = rows.try_next().await? {
+            walker.push(&row);
+        }
+        Ok(walker.finish())
+    }
+
+    pub(crate) async fn hold_append(&self, append: PreparedAppend) -> Result<HeldAppend> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut written = write_batch(&mut tx, &[&append]).await?;
+        let outcome = match written.pop() {
+            Some(Written::Committed(outcome)) => outcome,
+            other => {
+                return Err(Error::Config(format!(
+                    "held append was not written: {other:?}"
+                )));
+            }
+        };
+        Ok(HeldAppend::new(outcome, HeldTransaction::Sqlite(tx), {
+            let writer = self.writer();
+            Box::new(move || writer.committed())
+        }))
+    }
+
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+/// Commits or rolls back a held transaction.
+pub(crate) async fn finish_held(tx: Transaction<'static, Sqlite>, commit: bool) -> Result<()> {
+    if commit {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(())
+}
+
+/// Writes batches on the single writer connection.
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteWriter {
+    pool: SqlitePool,
+    signal: Arc<watch::Sender<u64>>,
+}
+
+impl BatchWriter for SqliteWriter {
+    async fn write(&self, batch: &[&PreparedAppend]) -> Result<Vec<Written>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let written = write_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    fn committed(&self) {
+        self.signal.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// What the batch knows of a stream: its version and last hash.
+struct Head {
+    version: i64,
+    hash: [u8; 32],
+}
+
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    batch: &[&PreparedAppend],
+) -> Result<Vec<Written>> {
+    let commands: Vec<&str> = batch
+        .iter()
+        .filter_map(|a| a.meta.command_id.as_deref())
+        .collect();
+    let mut committed_commands: HashMap<String, (String, i64, i64)> = HashMap::new();
+    if !commands.is_empty() {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT command_id, stream_id, first_version, last_version FROM commands
+              WHERE command_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(&commands).expect("strings serialise"))
+        .fetch_all(&mut *conn)
+        .await?;
+        committed_commands.extend(rows.into_iter().map(|(c, s, f, l)| (c, (s, f, l))));
+    }
+    let streams: Vec<&str> = batch.iter().map(|a| a.stream.as_str()).collect();
+    let heads: HashMap<String, Head> = sqlx::query_as::<_, (String, i64, Option<Vec<u8>>)>(
+        "SELECT stream_id, version, last_hash FROM streams
+          WHERE stream_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(&streams).expect("strings serialise"))
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|(stream, version, hash)| {
+        let hash = hash
+            .as_deref()
+            .and_then(crate::hash::from_slice)
+            .unwrap_or(crate::hash::GENESIS);
+        (stream, Head { version, hash })
+    })
+    .collect();
+
+    // Decide each append; chain the hashes of those that go in.
+    let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
+    let mut accepted: Vec<(usize, i64, Vec<[u8; 32]>)> = Vec::new();
+    for (i, append) in batch.iter().enumerate() {
+        if let Some(command) = &append.meta.command_id
+            && let Some((stream, first, last)) = committed_commands.get(command)
+        {
+            let outcome = duplicate_outcome(&mut *conn, stream, *first, *last).await?;
+            written.push(Some(Written::Duplicate(outcome)));
+            continue;
+        }
+        let (version, mut hash) = heads
+            .get(append.stream.as_str())
+            .map_or((0, crate::hash::GENESIS), |h| (h.version, h.hash));
+        let actual = u64::try_from(version).unwrap_or_default();
+        if append.expected.required().is_some_and(|v| v != actual) {
+            written.push(Some(Written::Conflict { actual }));
+            continue;
+        }
+        let mut hashes = Vec::with_capacity(append.events.len());
+        for (k, event) in append.events.iter().enumerate() {
+            hash = crate::hash::link(&hash, actual + 1 + k as u64, &event.digest);
+            hashes.push(hash);
+        }
+        accepted.push((i, version, hashes));
+        written.push(None);
+    }
+
+    if !accepted.is_empty() {
+        let positions = insert_events(&mut *conn, batch, &accepted).await?;
+        let mut heads_sql =
+            String::from("INSERT INTO streams (stream_id, version, last_hash) VALUES (?, ?, ?)");
+        heads_sql.push_str(&", (?, ?, ?)".repeat(accepted.len() - 1));
+        heads_sql.push_str(
+            " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             last_hash = excluded.last_hash",
+        );
+        let mut heads_query = sqlx::query(AssertSqlSafe(heads_sql));
+        for (i, version, hashes) in &accepted {
+            let last = version + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
+            heads_query = heads_query
+                .bind(batch[*i].stream.as_str())
+                .bind(last)
+                .bind(hashes.last().map(|h| h.to_vec()));
+        }
+        heads_query.execute(&mut *conn).await?;
+
+        for ((i, version, hashes), positions) in accepted.iter().zip(positions) {
+            let append = batch[*i];
+            let first = version + 1;
+            let last = version + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
+            if let Some(command) = &append.meta.command_id {
+                sqlx::query(
+                    "INSERT INTO commands (command_id, stream_id, first_version, last_version, recorded_at)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(command)
+                .bind(append.stream.as_str())
+                .bind(first)
+                .bind(last)
+                .bind(append.recorded_at.timestamp_micros())
+                .execute(&mut *conn)
+                .await?;
+            }
+            let last_position = positions.last().copied().unwrap_or_default();
+            written[*i] = Some(Written::Committed(AppendOutcome {
+                stream_id: append.stream.to_string(),
+                first_version: u64::try_from(first).unwrap_or_default(),
+                stream_version: u64::try_from(last).unwrap_or_default(),
+                checkpoint: Checkpoint {
+                    tx: last_position,
+                    position: last_position,
+                },
+                positions,
+                duplicate: false,
+            }));
+        }
+    }
+    Ok(written
+        .into_iter()
+        .map(|w| w.expect("every append was decided"))
+        .collect())
+}
+
+/// Inserts the accepted appends' events with multi-row inserts; returns each append's positions.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    batch: &[&PreparedAppend],
+    accepted: &[(usize, i64, Vec<[u8; 32]>)],
+) -> Result<Vec<Vec<u64>>> {
+    struct Row<'a> {
+        append: &'a PreparedAppend,
+        event: usize,
+        version: i64,
+        hash: &'a [u8; 32],
+    }
+    let rows: Vec<Row<'_>> = accepted
+        .iter()
+        .flat_map(|(i, version, hashes)| {
+            hashes.iter().enumerate().map(move |(k, hash)| Row {
+                append: batch[*i],
+                event: k,
+                version: version + 1 + i64::try_from(k).unwrap_or(i64::MAX),
+                hash,
+            })
+        })
+        .collect();
+    let mut positions_by_event = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_PARAMS / EVENT_INSERT_COLUMNS) {
+        let mut sql = String::from(
+            "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, \
+             personal, command_id, correlation_id, causation_id, actor, organisation, extra, \
+             recorded_at, hash) VALUES ",
+        );
+        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        sql.push_str(one);
+        for _ in 1..chunk.len() {
+            sql.push_str(", ");
+            sql.push_str(one);
+        }
+        sql.push_str(" RETURNING global_position, event_id");
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for row in chunk {
+            let event = &row.append.events[row.event];
+            let meta = &row.append.meta;
+            query = query
+                .bind(row.append.stream.as_str())
+                .bind(row.version)
+                .bind(event.event_id)
+                .bind(event.event_type.as_str())
+                .bind(i64::from(event.schema_version))
+                .bind(event.payload.as_str())
+                .bind(event.personal)
+                .bind(meta.command_id.as_deref())
+                .bind(meta.correlation_id.as_deref())
+                .bind(meta.causation_id.as_deref())
+                .bind(meta.actor.as_deref())
+                .bind(meta.organisation.as_deref())
+                .bind(row.append.extra.as_deref())
+                .bind(row.append.recorded_at.timestamp_micros())
+                .bind(row.hash.as_slice());
+        }
+        let returned = query.fetch_all(&mut *conn).await?;
+        for r in returned {
+            let position: i64 = r.try_get(0)?;
+            let event_id: uuid::Uuid = r.try_get(1)?;
+            positions_by_event.insert(event_id, u64::try_from(position).unwrap_or_default());
+        }
+    }
+    Ok(accepted
+        .iter()
+        .map(|(i, _, _)| {
+            batch[*i]
+                .events
+                .iter()
+                .map(|e| {
+                    positions_by_event
+                        .get(&e.event_id)
+                        .copied()
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+async fn duplicate_outcome(
+    conn: &mut SqliteConnection,
+    stream: &str,
+    first: i64,
+    last: i64,
+) -> Result<AppendOutcome> {
+    let positions: Vec<i64> = sqlx::query_scalar(
+        "SELECT global_position FROM events WHERE stream_id = ? AND version BETWEEN ? AND ?
+          ORDER BY version",
+    )
+    .bind(stream)
+    .bind(first)
+    .bind(last)
+    .fetch_all(conn)
+    .await?;
+    let positions: Vec<u64> = positions
+        .into_iter()
+        .map(|p| u64::try_from(p).unwrap_or_default())
+        .collect();
+    let last_position = positions.last().copied().unwrap_or_default();
+    Ok(AppendOutcome {
+        stream_id: stream.to_owned(),
+        first_version: u64::try_from(first).unwrap_or_default(),
+        stream_version: u64::try_from(last).unwrap_or_default(),
+        checkpoint: Checkpoint {
+            tx: last_position,
+            position: last_position,
+        },
+        positions,
+        duplicate: true,
+    })
+}
+
+fn stored_row(row: &SqliteRow) -> Result<StoredRow, sqlx::Error> {
+    let micros: i64 = row.try_get(15)?;
+    Ok(StoredRow {
+        position: row.try_get(0)?,
+        tx: row.try_get(1)?,
+        stream_id: row.try_get(2)?,
+        version: row.try_get(3)?,
+        event_id: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        schema_version: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        personal: row.try_get(8)?,
+        command_id: row.try_get(9)?,
+        correlation_id: row.try_get(10)?,
+        causation_id: row.try_get(11)?,
+        actor: row.try_get(12)?,
+        organisation: row.try_get(13)?,
+        extra: row.try_get(14)?,
+        recorded_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+            sqlx::Error::Decode(format!("recorded_at {micros} is out of range").into())
+        })?,
+        hash: row.try_get(16)?,
+    })
+}
+
+async fn key_ring_query(
+    conn: &mut SqliteConnection,
+    subjects: &BTreeSet<String>,
+) -> Result<KeyRing> {
+    let rows: Vec<(String, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT subject_id, key FROM subject_keys
+          WHERE subject_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(subjects).expect("strings serialise"))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(subject, key)| (subject, key.as_deref().and_then(SubjectKey::from_bytes)))
+        .collect())
+}
