@@ -50,8 +50,17 @@ impl CqrsRepository {
         }
     }
 
-    /// The stream of an aggregate instance.
+    /// The stream of an aggregate instance: `{TYPE}-{id}`.
+    ///
+    /// `TYPE` may not contain `-`: otherwise `posting` + `draft-1` and `posting-draft` + `1`
+    /// would share a stream.
     pub fn stream_id<A: Aggregate>(aggregate_id: &str) -> Result<StreamId, PersistenceError> {
+        if A::TYPE.is_empty() || A::TYPE.contains('-') {
+            return Err(unknown(Error::InvalidStreamId {
+                id: A::TYPE.to_owned(),
+                reason: "an aggregate type must be non-empty and free of '-'",
+            }));
+        }
         StreamId::new(format!("{}-{aggregate_id}", A::TYPE)).map_err(unknown)
     }
 
@@ -178,7 +187,11 @@ impl PersistedEventRepository for CqrsRepository {
         {
             let covered = self.snapshot_covers(current, events.len());
             let version = u64::try_from(current + covered).unwrap_or(u64::MAX);
-            self.save(&stream, version, state, sequence).await?;
+            // The events are committed; a snapshot is only a cache. Failing the command now
+            // would make its caller retry a command that already took effect.
+            if let Err(error) = self.save(&stream, version, state, sequence).await {
+                tracing::warn!(stream = %stream, %error, "snapshot not saved");
+            }
         }
         Ok(())
     }

@@ -382,7 +382,7 @@ async fn call_append_batch(
     let mut e_schema = Vec::with_capacity(events);
     let mut e_payload = Vec::with_capacity(events);
     let mut e_personal = Vec::with_capacity(events);
-    let mut e_digest = Vec::with_capacity(events);
+    let mut e_digests = Vec::with_capacity(events * 32);
     for append in batch {
         a_stream.push(append.stream.as_str());
         a_expected.push(
@@ -405,7 +405,7 @@ async fn call_append_batch(
             e_schema.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
             e_payload.push(event.payload.as_str());
             e_personal.push(event.personal);
-            e_digest.push(event.digest.as_slice());
+            e_digests.extend_from_slice(&event.digest);
         }
     }
     let rows = sqlx::query(
@@ -427,14 +427,19 @@ async fn call_append_batch(
     .bind(&e_schema)
     .bind(&e_payload)
     .bind(&e_personal)
-    .bind(&e_digest)
+    .bind(&e_digests)
     .fetch_all(conn)
     .await?;
-    let mut written = Vec::with_capacity(n);
+    let mut written: Vec<Option<Written>> = (0..n).map(|_| None).collect();
     for row in rows {
+        let app: i32 = row.try_get("app")?;
+        let slot = usize::try_from(app - 1)
+            .ok()
+            .and_then(|i| written.get_mut(i))
+            .ok_or_else(|| Error::Config(format!("append_batch answered for append {app}")))?;
         let outcome: i16 = row.try_get("outcome")?;
         let last_version: Option<i64> = row.try_get("last_version")?;
-        written.push(match outcome {
+        *slot = Some(match outcome {
             0 | 2 => {
                 let positions: Vec<i64> = row.try_get("positions")?;
                 let tx: i64 = row.try_get("tx")?;
@@ -465,7 +470,10 @@ async fn call_append_batch(
             _ => Written::Retry,
         });
     }
-    Ok(written)
+    written
+        .into_iter()
+        .map(|w| w.ok_or_else(|| Error::Config("append_batch skipped an append".into())))
+        .collect()
 }
 
 fn to_u64(v: Option<i64>) -> u64 {
