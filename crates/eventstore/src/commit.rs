@@ -219,9 +219,8 @@ impl<W: BatchWriter> Worker<W> {
                         retry.push(job);
                         continue;
                     }
-                    Err(Error::Corrupted {
-                        position: 0,
-                        reason: "append kept losing the race for its stream".into(),
+                    Err(Error::Contended {
+                        stream: job.append.stream.to_string(),
                     })
                 }
             };

@@ -43,6 +43,14 @@ pub enum Error {
     /// A stored row could not be decoded although its key exists: the log was altered or damaged.
     #[error("event at position {position} cannot be decoded: {reason}")]
     Corrupted { position: u64, reason: String },
+    /// Appends to this stream kept racing with other transactions; nothing was written and the
+    /// append may be retried.
+    #[error("appends to stream {stream} kept racing with other writers; nothing was written")]
+    Contended { stream: String },
+    /// The database answered something the store's invariants rule out (a bug, or a database
+    /// changed by hand).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The database URL names no supported backend, or an option is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -69,7 +77,7 @@ impl Error {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::WorkerCrashed
             ),
-            Self::Closed => true,
+            Self::Closed | Self::Contended { .. } => true,
             _ => false,
         }
     }

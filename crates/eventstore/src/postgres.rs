@@ -303,7 +303,7 @@ impl PgBackend {
         let outcome = match written.pop() {
             Some(Written::Committed(outcome)) => outcome,
             other => {
-                return Err(Error::Config(format!(
+                return Err(Error::Internal(format!(
                     "held append was not written: {other:?}"
                 )));
             }
@@ -436,7 +436,7 @@ async fn call_append_batch(
         let slot = usize::try_from(app - 1)
             .ok()
             .and_then(|i| written.get_mut(i))
-            .ok_or_else(|| Error::Config(format!("append_batch answered for append {app}")))?;
+            .ok_or_else(|| Error::Internal(format!("append_batch answered for append {app}")))?;
         let outcome: i16 = row.try_get("outcome")?;
         let last_version: Option<i64> = row.try_get("last_version")?;
         *slot = Some(match outcome {
@@ -472,7 +472,7 @@ async fn call_append_batch(
     }
     written
         .into_iter()
-        .map(|w| w.ok_or_else(|| Error::Config("append_batch skipped an append".into())))
+        .map(|w| w.ok_or_else(|| Error::Internal("append_batch skipped an append".into())))
         .collect()
 }
 

@@ -292,7 +292,7 @@ impl SqliteBackend {
         let outcome = match written.pop() {
             Some(Written::Committed(outcome)) => outcome,
             other => {
-                return Err(Error::Config(format!(
+                return Err(Error::Internal(format!(
                     "held append was not written: {other:?}"
                 )));
             }
