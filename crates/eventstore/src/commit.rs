@@ -44,6 +44,9 @@ pub(crate) trait BatchWriter: Send + Sync + 'static {
     fn committed(&self);
 }
 
+/// Turns a worker yields, at most, for callers to join its batch.
+const GATHER_TURNS: u32 = 16;
+
 /// Times an append is retried after transient failures before its caller gets the error.
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -131,6 +134,7 @@ struct Worker<W> {
 impl<W: BatchWriter> Worker<W> {
     async fn run(self) {
         let mut carried: VecDeque<Job> = VecDeque::new();
+        let mut last_batch = 1;
         loop {
             let mut jobs: Vec<Job> = carried.drain(..).collect();
             // With jobs in hand, never wait for the queue: another worker may hold it while it
@@ -146,16 +150,24 @@ impl<W: BatchWriter> Worker<W> {
                         Some(job) => jobs.push(job),
                         None => return,
                     }
-                    // Let the appends being submitted right now join this batch.
-                    tokio::task::yield_now().await;
                 }
+                // The callers answered by the last batch are submitting again right now: give
+                // them a few turns to join, up to the last batch's size, so that many callers
+                // do not split into a one-append batch and a batch of the rest. A lone caller
+                // (last batch of one) does not wait at all.
+                let mut turns = GATHER_TURNS;
                 while jobs.len() < self.max_batch {
                     match queue.try_recv() {
                         Ok(job) => jobs.push(job),
+                        Err(_) if turns > 0 && jobs.len() < last_batch => {
+                            turns -= 1;
+                            tokio::task::yield_now().await;
+                        }
                         Err(_) => break,
                     }
                 }
             }
+            last_batch = jobs.len();
             let (batch, later) = split_batch(jobs);
             carried.extend(later);
             carried.extend(self.write(batch).await);

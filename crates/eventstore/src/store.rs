@@ -40,7 +40,9 @@ pub struct StoreOptions {
     pub upcasters: Upcasters,
     /// Most appends committed in one transaction.
     pub max_batch_appends: usize,
-    /// Transactions committing at once (PostgreSQL; SQLite always has one writer).
+    /// Transactions committing at once (PostgreSQL; SQLite always has one writer). The default,
+    /// half the cores (1 to 4), measured best when the database shares the machine: more
+    /// concurrent batches only make smaller batches that compete for the same cores.
     pub write_concurrency: usize,
     /// Connections in the pool (PostgreSQL) or readers (SQLite).
     pub max_connections: u32,
@@ -53,7 +55,9 @@ impl Default for StoreOptions {
             clock: Arc::new(Utc::now),
             upcasters: Upcasters::default(),
             max_batch_appends: 512,
-            write_concurrency: 4,
+            write_concurrency: std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 2)
+                .clamp(1, 4),
             max_connections: 16,
         }
     }
