@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::Stream;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::commit::Committer;
@@ -140,10 +139,10 @@ impl StoredRow {
     }
 }
 
-/// A page of the global log, as the backends return it.
-#[derive(Debug, Default)]
-pub(crate) struct RowPage {
-    pub(crate) rows: Vec<StoredRow>,
+/// A page of the global log, as the backends return it: stored rows, or rows already decoded.
+#[derive(Debug)]
+pub(crate) struct RowPage<R = StoredRow> {
+    pub(crate) rows: Vec<R>,
     /// Committed events exist past the checkpoint that cannot be read yet, because a transaction
     /// with a lower id is still open (PostgreSQL only).
     pub(crate) held: bool,
@@ -363,16 +362,28 @@ impl EventStore {
     /// before it. An empty page with `held` set means committed events exist past `after` that
     /// cannot be read yet because an older transaction is still open (PostgreSQL); read again.
     pub async fn read_all(&self, after: Checkpoint, limit: usize) -> Result<LogPage> {
-        let page = self.read_page(after, limit).await?;
-        Ok(LogPage {
-            events: self.decode(page.rows).await?,
-            held: page.held,
-        })
+        let limit = page_limit(limit);
+        let (events, held) = match &self.inner.backend {
+            // Decoding each row as it arrives overlaps decoding with the transfer and frees each
+            // row's buffers while they are still in cache.
+            Backend::Postgres(b) => {
+                let page = b.read_all(after, limit, decode_row).await?;
+                (self.finish_decoding(page.rows).await?, page.held)
+            }
+            Backend::Sqlite(b) => {
+                let page = b.read_all(after, limit).await?;
+                (self.decode(page.rows).await?, page.held)
+            }
+        };
+        Ok(LogPage { events, held })
     }
 
     pub(crate) async fn read_page(&self, after: Checkpoint, limit: usize) -> Result<RowPage> {
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        on_backend!(self, b => b.read_all(after, limit).await)
+        let limit = page_limit(limit);
+        match &self.inner.backend {
+            Backend::Postgres(b) => b.read_all(after, limit, Ok).await,
+            Backend::Sqlite(b) => b.read_all(after, limit).await,
+        }
     }
 
     /// Follows the log from `after`: first everything already committed, then each new event as
@@ -445,18 +456,18 @@ impl EventStore {
 
     /// Turns stored rows into events: unseals personal data and applies upcasters.
     pub(crate) async fn decode(&self, rows: Vec<StoredRow>) -> Result<Vec<RecordedEvent>> {
-        let mut payloads = Vec::with_capacity(rows.len());
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            decoded.push(decode_row(row)?);
+        }
+        self.finish_decoding(decoded).await
+    }
+
+    /// Unseals the personal data of decoded rows, loading the keys it needs, and upcasts them.
+    async fn finish_decoding(&self, rows: Vec<DecodedRow>) -> Result<Vec<RecordedEvent>> {
         let mut subjects = BTreeSet::new();
-        for row in &rows {
-            let payload: Value =
-                serde_json::from_str(&row.payload).map_err(|e| Error::Corrupted {
-                    position: u64::try_from(row.position).unwrap_or_default(),
-                    reason: format!("payload is not JSON: {e}"),
-                })?;
-            if row.personal {
-                personal::sealed_subjects(&payload, &mut subjects);
-            }
-            payloads.push(payload);
+        for row in rows.iter().filter(|row| row.personal) {
+            personal::sealed_subjects(&row.event.payload, &mut subjects);
         }
         let ring: KeyRing = if subjects.is_empty() {
             KeyRing::new()
@@ -465,49 +476,23 @@ impl EventStore {
         };
         let upcasters = &self.inner.options.upcasters;
         rows.into_iter()
-            .zip(payloads)
-            .map(|(row, mut payload)| {
-                let position = u64::try_from(row.position).unwrap_or_default();
-                if row.personal {
-                    personal::unseal(&mut payload, &ring)
-                        .map_err(|reason| Error::Corrupted { position, reason })?;
+            .map(|row| {
+                let DecodedRow {
+                    mut event,
+                    personal,
+                } = row;
+                if personal {
+                    personal::unseal(&mut event.payload, &ring).map_err(|reason| {
+                        Error::Corrupted {
+                            position: event.position,
+                            reason,
+                        }
+                    })?;
                 }
-                let stored_version = u32::try_from(row.schema_version).unwrap_or_default();
-                let (schema_version, payload) =
-                    upcasters.apply(&row.event_type, stored_version, payload);
-                let extra = match row.extra.as_deref() {
-                    Some(text) => serde_json::from_str(text).map_err(|e| Error::Corrupted {
-                        position,
-                        reason: format!("metadata is not a string map: {e}"),
-                    })?,
-                    None => Default::default(),
-                };
-                let hash = hash::from_slice(&row.hash).ok_or_else(|| Error::Corrupted {
-                    position,
-                    reason: "hash is not 32 bytes".into(),
-                })?;
-                Ok(RecordedEvent {
-                    position,
-                    tx: u64::try_from(row.tx).unwrap_or_default(),
-                    version: u64::try_from(row.version).unwrap_or_default(),
-                    stream_id: row.stream_id,
-                    event_type: row.event_type,
-                    schema_version,
-                    payload,
-                    metadata: EventMetadata {
-                        event_id: row.event_id,
-                        command: CommandMetadata {
-                            command_id: row.command_id,
-                            correlation_id: row.correlation_id,
-                            causation_id: row.causation_id,
-                            actor: row.actor,
-                            organisation: row.organisation,
-                            extra,
-                        },
-                        recorded_at: row.recorded_at,
-                    },
-                    hash,
-                })
+                let payload = std::mem::take(&mut event.payload);
+                (event.schema_version, event.payload) =
+                    upcasters.apply(&event.event_type, event.schema_version, payload);
+                Ok(event)
             })
             .collect()
     }
@@ -532,6 +517,64 @@ impl EventStore {
             .await?;
         on_backend!(self, b => b.hold_append(prepared).await)
     }
+}
+
+fn page_limit(limit: usize) -> i64 {
+    i64::try_from(limit.max(1)).unwrap_or(i64::MAX)
+}
+
+/// A row decoded into an event whose payload is still sealed (if `personal`) and not upcast.
+#[derive(Debug)]
+struct DecodedRow {
+    event: RecordedEvent,
+    personal: bool,
+}
+
+/// Parses a row's payload, metadata and hash; unsealing and upcasting are done per page, by
+/// [`EventStore::finish_decoding`], because unsealing needs the keys of the whole page.
+fn decode_row(row: StoredRow) -> Result<DecodedRow> {
+    let position = u64::try_from(row.position).unwrap_or_default();
+    let payload = serde_json::from_str(&row.payload).map_err(|e| Error::Corrupted {
+        position,
+        reason: format!("payload is not JSON: {e}"),
+    })?;
+    let extra = match row.extra.as_deref() {
+        Some(text) => serde_json::from_str(text).map_err(|e| Error::Corrupted {
+            position,
+            reason: format!("metadata is not a string map: {e}"),
+        })?,
+        None => Default::default(),
+    };
+    let hash = hash::from_slice(&row.hash).ok_or_else(|| Error::Corrupted {
+        position,
+        reason: "hash is not 32 bytes".into(),
+    })?;
+    let event = RecordedEvent {
+        position,
+        tx: u64::try_from(row.tx).unwrap_or_default(),
+        version: u64::try_from(row.version).unwrap_or_default(),
+        stream_id: row.stream_id,
+        event_type: row.event_type,
+        schema_version: u32::try_from(row.schema_version).unwrap_or_default(),
+        payload,
+        metadata: EventMetadata {
+            event_id: row.event_id,
+            command: CommandMetadata {
+                command_id: row.command_id,
+                correlation_id: row.correlation_id,
+                causation_id: row.causation_id,
+                actor: row.actor,
+                organisation: row.organisation,
+                extra,
+            },
+            recorded_at: row.recorded_at,
+        },
+        hash,
+    };
+    Ok(DecodedRow {
+        event,
+        personal: row.personal,
+    })
 }
 
 /// How long a subscriber waits between looks while a lower transaction holds the log back.
