@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -38,8 +39,6 @@ macro_rules! event_columns {
     };
 }
 
-/// Columns bound per event in the multi-row insert.
-const EVENT_INSERT_COLUMNS: usize = 15;
 /// SQLite's limit on bound parameters in one statement.
 const MAX_PARAMS: usize = 32_766;
 
@@ -72,8 +71,16 @@ impl SqliteBackend {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // The ping would be one more round trip to the connection's thread per batch, and an
+            // in-process connection has no link to test.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(connect.clone())
+            // A batch dirties some 30 pages (random leaves of the command and stream indexes), so
+            // the default of 1000 frames checkpoints every ~35 commits, each checkpoint stalling
+            // the writer. With 4000 (a 16 MiB log), checkpoints are a quarter as frequent and,
+            // since hot pages are copied once per checkpoint, copy less than half as many pages
+            // per commit. Durability does not change: a checkpoint copies frames already synced.
+            .connect_with(connect.clone().pragma("wal_autocheckpoint", "4000"))
             .await?;
         MIGRATOR.run(&writer).await?;
         let readers = SqlitePoolOptions::new()
@@ -288,7 +295,7 @@ impl SqliteBackend {
 
     pub(crate) async fn hold_append(&self, append: PreparedAppend) -> Result<HeldAppend> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let mut written = write_batch(&mut tx, &[&append]).await?;
+        let mut written = write_batch(&mut tx, &[&append], Scope::Held).await?;
         let outcome = match written.pop() {
             Some(Written::Committed(outcome)) => outcome,
             other => {
@@ -328,10 +335,9 @@ pub(crate) struct SqliteWriter {
 
 impl BatchWriter for SqliteWriter {
     async fn write(&self, batch: &[&PreparedAppend]) -> Result<Vec<Written>> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let written = write_batch(&mut tx, batch).await?;
-        tx.commit().await?;
+        let mut conn = OwnTransaction(Some(self.pool.acquire().await?));
+        let written = write_batch(conn.connection(), batch, Scope::Own).await?;
+        conn.finished();
         Ok(written)
     }
 
@@ -340,52 +346,120 @@ impl BatchWriter for SqliteWriter {
     }
 }
 
+/// Who begins and ends the transaction [`write_batch`] writes in.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// `write_batch` does, in the SQL text of its first and last round trips to the connection's
+    /// thread: a batch costs two round trips, where `begin`, each statement and `commit` would
+    /// cost one each (a round trip is two thread wake-ups, tens of microseconds under load).
+    Own,
+    /// The caller holds an open transaction (see [`SqliteBackend::hold_append`]).
+    Held,
+}
+
+impl Scope {
+    /// How the batch's inserts start. In its own transaction a failed insert fails the whole
+    /// batch anyway (the committer then retries its appends one by one), so `OR ROLLBACK` ends
+    /// the transaction at once; in exchange SQLite keeps no statement journal to undo a single
+    /// multi-row statement (by default a temporary file once past 64 KiB, which a batch reaches).
+    /// A held transaction must survive for its holder to end, so it keeps the default.
+    fn insert(self) -> &'static str {
+        match self {
+            Self::Own => "INSERT OR ROLLBACK",
+            Self::Held => "INSERT",
+        }
+    }
+}
+
+/// The writer connection while [`write_batch`] runs a transaction sqlx does not know of (see
+/// [`Scope::Own`]). Dropped before [`OwnTransaction::finished`], after an error or in a cancelled
+/// future, it closes the connection, which rolls back whatever is still open, instead of returning
+/// it to the pool inside a transaction.
+struct OwnTransaction(Option<PoolConnection<Sqlite>>);
+
+impl OwnTransaction {
+    fn connection(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("present until finished")
+    }
+
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for OwnTransaction {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.0 {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// What a batch's decisions depend on, read in one round trip: rows
+/// `(0, stream, version, last hash)` of its streams' heads, then
+/// `(1, command, stream, first version, last version)` of its command ids already committed.
+macro_rules! batch_reads {
+    () => {
+        "SELECT 0, stream_id, version, last_hash FROM streams
+          WHERE stream_id IN (SELECT value FROM json_each(?1));
+         SELECT 1, command_id, stream_id, first_version, last_version FROM commands
+          WHERE command_id IN (SELECT value FROM json_each(?2))"
+    };
+}
+
 /// What the batch knows of a stream: its version and last hash.
 struct Head {
     version: i64,
     hash: [u8; 32],
 }
 
+/// An append that goes in: its index in the batch, its stream's version before it, and the hash
+/// of each of its events.
+type Accepted = (usize, i64, Vec<[u8; 32]>);
+
+/// Decides and writes a batch of appends (distinct streams, distinct command ids) in one
+/// transaction: one round trip reads what the decisions depend on, one writes what they accept.
 async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[&PreparedAppend],
+    scope: Scope,
 ) -> Result<Vec<Written>> {
+    let streams: Vec<&str> = batch.iter().map(|a| a.stream.as_str()).collect();
     let commands: Vec<&str> = batch
         .iter()
         .filter_map(|a| a.meta.command_id.as_deref())
         .collect();
-    let mut committed_commands: HashMap<String, (String, i64, i64)> = HashMap::new();
-    if !commands.is_empty() {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT command_id, stream_id, first_version, last_version FROM commands
-              WHERE command_id IN (SELECT value FROM json_each(?))",
-        )
+    let reads = match scope {
+        Scope::Own => concat!("BEGIN IMMEDIATE; ", batch_reads!()),
+        Scope::Held => batch_reads!(),
+    };
+    let rows = sqlx::query(reads)
+        .bind(serde_json::to_string(&streams).expect("strings serialise"))
         .bind(serde_json::to_string(&commands).expect("strings serialise"))
         .fetch_all(&mut *conn)
         .await?;
-        committed_commands.extend(rows.into_iter().map(|(c, s, f, l)| (c, (s, f, l))));
+    let mut heads: HashMap<String, Head> = HashMap::with_capacity(batch.len());
+    let mut committed_commands: HashMap<String, (String, i64, i64)> = HashMap::new();
+    for row in rows {
+        if row.try_get::<i64, _>(0)? == 0 {
+            let hash: Option<Vec<u8>> = row.try_get(3)?;
+            let head = Head {
+                version: row.try_get(2)?,
+                hash: hash
+                    .as_deref()
+                    .and_then(crate::hash::from_slice)
+                    .unwrap_or(crate::hash::GENESIS),
+            };
+            heads.insert(row.try_get(1)?, head);
+        } else {
+            let outcome = (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+            committed_commands.insert(row.try_get(1)?, outcome);
+        }
     }
-    let streams: Vec<&str> = batch.iter().map(|a| a.stream.as_str()).collect();
-    let heads: HashMap<String, Head> = sqlx::query_as::<_, (String, i64, Option<Vec<u8>>)>(
-        "SELECT stream_id, version, last_hash FROM streams
-          WHERE stream_id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(serde_json::to_string(&streams).expect("strings serialise"))
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(stream, version, hash)| {
-        let hash = hash
-            .as_deref()
-            .and_then(crate::hash::from_slice)
-            .unwrap_or(crate::hash::GENESIS);
-        (stream, Head { version, hash })
-    })
-    .collect();
 
     // Decide each append; chain the hashes of those that go in.
     let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
-    let mut accepted: Vec<(usize, i64, Vec<[u8; 32]>)> = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
     for (i, append) in batch.iter().enumerate() {
         if let Some(command) = &append.meta.command_id
             && let Some((stream, first, last)) = committed_commands.get(command)
@@ -411,55 +485,33 @@ async fn write_batch(
         written.push(None);
     }
 
-    if !accepted.is_empty() {
-        let positions = insert_events(&mut *conn, batch, &accepted).await?;
-        let mut heads_sql =
-            String::from("INSERT INTO streams (stream_id, version, last_hash) VALUES (?, ?, ?)");
-        heads_sql.push_str(&", (?, ?, ?)".repeat(accepted.len() - 1));
-        heads_sql.push_str(
-            " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-             last_hash = excluded.last_hash",
-        );
-        let mut heads_query = sqlx::query(AssertSqlSafe(heads_sql));
-        for (i, version, hashes) in &accepted {
-            let last = version + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
-            heads_query = heads_query
-                .bind(batch[*i].stream.as_str())
-                .bind(last)
-                .bind(hashes.last().map(|h| h.to_vec()));
-        }
-        heads_query.execute(&mut *conn).await?;
-
-        for ((i, version, hashes), positions) in accepted.iter().zip(positions) {
-            let append = batch[*i];
-            let first = version + 1;
-            let last = version + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
-            if let Some(command) = &append.meta.command_id {
-                sqlx::query(
-                    "INSERT INTO commands (command_id, stream_id, first_version, last_version, recorded_at)
-                     VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(command)
-                .bind(append.stream.as_str())
-                .bind(first)
-                .bind(last)
-                .bind(append.recorded_at.timestamp_micros())
-                .execute(&mut *conn)
-                .await?;
-            }
-            let last_position = positions.last().copied().unwrap_or_default();
-            written[*i] = Some(Written::Committed(AppendOutcome {
-                stream_id: append.stream.to_string(),
-                first_version: u64::try_from(first).unwrap_or_default(),
-                stream_version: u64::try_from(last).unwrap_or_default(),
-                checkpoint: Checkpoint {
-                    tx: last_position,
-                    position: last_position,
-                },
-                positions,
-                duplicate: false,
-            }));
-        }
+    let last_position = write_rows(&mut *conn, batch, &accepted, scope).await?;
+    // AUTOINCREMENT gives each new row one more than the largest position the table ever held,
+    // and this transaction holds the write lock and names no position: its rows got consecutive
+    // positions, in insert order, up to `last_position`.
+    let inserted: u64 = accepted.iter().map(|(_, _, h)| h.len() as u64).sum();
+    let first_position = (last_position + 1).checked_sub(inserted).ok_or_else(|| {
+        Error::Internal(format!(
+            "{inserted} events inserted but the last position is {last_position}"
+        ))
+    })?;
+    let mut positions = first_position..;
+    for (i, version, hashes) in &accepted {
+        let append = batch[*i];
+        let positions: Vec<u64> = positions.by_ref().take(hashes.len()).collect();
+        let last = version + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
+        let checkpoint = positions.last().copied().unwrap_or_default();
+        written[*i] = Some(Written::Committed(AppendOutcome {
+            stream_id: append.stream.to_string(),
+            first_version: u64::try_from(version + 1).unwrap_or_default(),
+            stream_version: u64::try_from(last).unwrap_or_default(),
+            checkpoint: Checkpoint {
+                tx: checkpoint,
+                position: checkpoint,
+            },
+            positions,
+            duplicate: false,
+        }));
     }
     Ok(written
         .into_iter()
@@ -467,50 +519,73 @@ async fn write_batch(
         .collect())
 }
 
-/// Inserts the accepted appends' events with multi-row inserts; returns each append's positions.
-async fn insert_events(
+/// Inserts the accepted appends' events and command ids and moves their streams' heads, in one
+/// round trip that also commits in [`Scope::Own`]; returns the position of the last event
+/// inserted (0 if none).
+///
+/// The statement text depends only on the scope and the numbers of rows, so sqlx's statement cache
+/// (keyed by text) prepares each shape of batch once: preparing the statements of an 8-append batch costs
+/// about as much as running them.
+async fn write_rows(
     conn: &mut SqliteConnection,
     batch: &[&PreparedAppend],
-    accepted: &[(usize, i64, Vec<[u8; 32]>)],
-) -> Result<Vec<Vec<u64>>> {
-    struct Row<'a> {
-        append: &'a PreparedAppend,
-        event: usize,
-        version: i64,
-        hash: &'a [u8; 32],
-    }
-    let rows: Vec<Row<'_>> = accepted
+    accepted: &[Accepted],
+    scope: Scope,
+) -> Result<u64> {
+    let events: usize = accepted.iter().map(|(_, _, h)| h.len()).sum();
+    let commands = accepted
         .iter()
-        .flat_map(|(i, version, hashes)| {
-            hashes.iter().enumerate().map(move |(k, hash)| Row {
-                append: batch[*i],
-                event: k,
-                version: version + 1 + i64::try_from(k).unwrap_or(i64::MAX),
-                hash,
-            })
-        })
-        .collect();
-    let mut positions_by_event = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(MAX_PARAMS / EVENT_INSERT_COLUMNS) {
-        let mut sql = String::from(
-            "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, \
-             personal, command_id, correlation_id, causation_id, actor, organisation, extra, \
-             recorded_at, hash) VALUES ",
-        );
-        let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        sql.push_str(one);
-        for _ in 1..chunk.len() {
-            sql.push_str(", ");
-            sql.push_str(one);
-        }
-        sql.push_str(" RETURNING global_position, event_id");
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for row in chunk {
-            let event = &row.append.events[row.event];
-            let meta = &row.append.meta;
+        .filter(|(i, _, _)| batch[*i].meta.command_id.is_some())
+        .count();
+    let mut sql = String::new();
+    let insert = scope.insert();
+    push_inserts(
+        &mut sql,
+        &format!(
+            "{insert} INTO events (stream_id, version, event_id, event_type, schema_version, \
+             payload, personal, command_id, correlation_id, causation_id, actor, organisation, \
+             extra, recorded_at, hash) VALUES "
+        ),
+        15,
+        events,
+        "",
+    );
+    push_inserts(
+        &mut sql,
+        &format!("{insert} INTO streams (stream_id, version, last_hash) VALUES "),
+        3,
+        accepted.len(),
+        " ON CONFLICT (stream_id) DO UPDATE \
+           SET version = excluded.version, last_hash = excluded.last_hash",
+    );
+    push_inserts(
+        &mut sql,
+        &format!(
+            "{insert} INTO commands (command_id, stream_id, first_version, last_version, \
+             recorded_at) VALUES "
+        ),
+        5,
+        commands,
+        "",
+    );
+    if events > 0 {
+        sql.push_str("SELECT seq FROM sqlite_sequence WHERE name = 'events';\n");
+    }
+    if let Scope::Own = scope {
+        sql.push_str("COMMIT");
+    }
+    if sql.is_empty() {
+        return Ok(0);
+    }
+
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (i, version, hashes) in accepted {
+        let append = batch[*i];
+        let meta = &append.meta;
+        for (k, (event, hash)) in append.events.iter().zip(hashes).enumerate() {
             query = query
-                .bind(row.append.stream.as_str())
-                .bind(row.version)
+                .bind(append.stream.as_str())
+                .bind(version + 1 + i64::try_from(k).unwrap_or(i64::MAX))
                 .bind(event.event_id)
                 .bind(event.event_type.as_str())
                 .bind(i64::from(event.schema_version))
@@ -521,32 +596,49 @@ async fn insert_events(
                 .bind(meta.causation_id.as_deref())
                 .bind(meta.actor.as_deref())
                 .bind(meta.organisation.as_deref())
-                .bind(row.append.extra.as_deref())
-                .bind(row.append.recorded_at.timestamp_micros())
-                .bind(row.hash.as_slice());
-        }
-        let returned = query.fetch_all(&mut *conn).await?;
-        for r in returned {
-            let position: i64 = r.try_get(0)?;
-            let event_id: uuid::Uuid = r.try_get(1)?;
-            positions_by_event.insert(event_id, u64::try_from(position).unwrap_or_default());
+                .bind(append.extra.as_deref())
+                .bind(append.recorded_at.timestamp_micros())
+                .bind(hash.as_slice());
         }
     }
-    Ok(accepted
-        .iter()
-        .map(|(i, _, _)| {
-            batch[*i]
-                .events
-                .iter()
-                .map(|e| {
-                    positions_by_event
-                        .get(&e.event_id)
-                        .copied()
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .collect())
+    for (i, version, hashes) in accepted {
+        query = query
+            .bind(batch[*i].stream.as_str())
+            .bind(version + i64::try_from(hashes.len()).unwrap_or(i64::MAX))
+            .bind(hashes.last().map(|h| h.to_vec()));
+    }
+    for (i, version, hashes) in accepted {
+        let append = batch[*i];
+        if let Some(command) = &append.meta.command_id {
+            query = query
+                .bind(command)
+                .bind(append.stream.as_str())
+                .bind(version + 1)
+                .bind(version + i64::try_from(hashes.len()).unwrap_or(i64::MAX))
+                .bind(append.recorded_at.timestamp_micros());
+        }
+    }
+    let last: Option<i64> = match query.fetch_all(&mut *conn).await?.first() {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    };
+    Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or_default()))
+}
+
+/// Appends to `sql` the statements inserting `rows` rows of `columns` bound values each, with
+/// `insert` (an `INSERT … VALUES` prefix) and `tail`: as few statements as SQLite's limit on bound
+/// values per statement allows.
+fn push_inserts(sql: &mut String, insert: &str, columns: usize, rows: usize, tail: &str) {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(MAX_PARAMS / columns);
+        sql.push_str(insert);
+        sql.push_str(&vec![row.as_str(); n].join(", "));
+        sql.push_str(tail);
+        sql.push_str(";\n");
+        left -= n;
+    }
 }
 
 async fn duplicate_outcome(
