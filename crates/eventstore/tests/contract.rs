@@ -24,6 +24,7 @@ contract!(
     a_command_id_reused_for_another_stream_is_refused,
     invalid_appends_are_typed_errors_and_write_nothing,
     a_conflict_in_a_group_never_fails_the_other_appends,
+    a_failing_append_in_a_group_never_fails_the_other_appends,
     streams_read_by_version_range_and_as_of_a_time,
     the_whole_log_reads_in_global_order_from_any_checkpoint,
     gap_test_a_subscriber_sees_every_committed_event_once_in_order,
@@ -455,6 +456,51 @@ async fn a_conflict_in_a_group_never_fails_the_other_appends(kind: Kind) {
         .await
         .unwrap();
     assert!(!retried.duplicate);
+}
+
+async fn a_failing_append_in_a_group_never_fails_the_other_appends(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.open().await;
+    // Two appends reuse one event id (the database refuses the second); 30 others are fine.
+    let reused = NewEvent::new("Counted", 1, json!({ "n": -1 }));
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let store = store.clone();
+        let event = if i < 2 { reused.clone() } else { event(i) };
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(
+                    &stream(&format!("f-{i}")),
+                    ExpectedVersion::NoStream,
+                    vec![event],
+                    Default::default(),
+                )
+                .await
+        }));
+    }
+    let mut failed = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(outcome) => assert_eq!(outcome.stream_version, 1),
+            Err(e) => {
+                assert!(i < 2, "append {i} failed: {e:?}");
+                assert!(matches!(e, Error::Database(_)), "got {e:?}");
+                failed += 1;
+            }
+        }
+    }
+    assert_eq!(failed, 1);
+    let events = all_events(&store).await;
+    assert_eq!(events.len(), 31);
+    // The global read and the stream reads agree on every position.
+    for e in &events {
+        let read = store
+            .read_stream(&stream(&e.stream_id), StreamRange::all())
+            .await
+            .unwrap();
+        assert_eq!(read[0].position, e.position);
+    }
+    assert!(store.verify().await.unwrap().is_intact());
 }
 
 async fn streams_read_by_version_range_and_as_of_a_time(kind: Kind) {
