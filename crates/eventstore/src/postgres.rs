@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::commit::{BatchWriter, Written};
 use crate::error::{Error, Result};
 use crate::personal::{KeyRing, SubjectKey};
-use crate::store::{PreparedAppend, RowPage, StoreOptions, StoredRow};
+use crate::store::{PreparedAppend, RowPage, StoreOptions, StoredRow, StoredSnapshot};
 use crate::types::{AppendOutcome, Checkpoint, Snapshot, StreamRange};
 use crate::verify::{ChainWalker, VerifyReport};
 use crate::{HeldAppend, HeldTransaction};
@@ -247,26 +247,21 @@ impl PgBackend {
         Ok(())
     }
 
-    pub(crate) async fn load_snapshot(&self, stream: &str) -> Result<Option<(Snapshot, bool)>> {
-        let row = sqlx::query(
+    pub(crate) async fn load_snapshot(&self, stream: &str) -> Result<Option<StoredSnapshot>> {
+        let row: Option<(i64, i64, String, bool)> = sqlx::query_as(
             "SELECT version, sequence, state::text, personal FROM snapshots WHERE stream_id = $1",
         )
         .bind(stream)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let state: String = row.try_get(2)?;
-            let snapshot = Snapshot {
-                version: u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or_default(),
-                sequence: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or_default(),
-                state: serde_json::from_str(&state).map_err(|e| Error::Corrupted {
-                    position: 0,
-                    reason: format!("snapshot of {stream} is not JSON: {e}"),
-                })?,
-            };
-            Ok((snapshot, row.try_get(3)?))
-        })
-        .transpose()
+        Ok(
+            row.map(|(version, sequence, state, personal)| StoredSnapshot {
+                version,
+                sequence,
+                state,
+                personal,
+            }),
+        )
     }
 
     pub(crate) async fn erase_subject(&self, subject: &str, now: DateTime<Utc>) -> Result<u64> {

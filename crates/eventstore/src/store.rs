@@ -139,6 +139,15 @@ impl StoredRow {
     }
 }
 
+/// A snapshot row, as both backends return it.
+#[derive(Debug)]
+pub(crate) struct StoredSnapshot {
+    pub(crate) version: i64,
+    pub(crate) sequence: i64,
+    pub(crate) state: String,
+    pub(crate) personal: bool,
+}
+
 /// A page of the global log, as the backends return it: stored rows, or rows already decoded.
 #[derive(Debug)]
 pub(crate) struct RowPage<R = StoredRow> {
@@ -417,10 +426,17 @@ impl EventStore {
 
     /// The stream's latest snapshot, with personal data unsealed (or erased).
     pub async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let Some((mut snapshot, has_personal)) =
-            on_backend!(self, b => b.load_snapshot(stream.as_str()).await)?
-        else {
+        let Some(stored) = on_backend!(self, b => b.load_snapshot(stream.as_str()).await)? else {
             return Ok(None);
+        };
+        let has_personal = stored.personal;
+        let mut snapshot = Snapshot {
+            version: u64::try_from(stored.version).unwrap_or_default(),
+            sequence: u64::try_from(stored.sequence).unwrap_or_default(),
+            state: serde_json::from_str(&stored.state).map_err(|e| Error::Corrupted {
+                position: 0,
+                reason: format!("snapshot of {stream} is not JSON: {e}"),
+            })?,
         };
         if has_personal {
             let mut subjects = BTreeSet::new();
