@@ -1,5 +1,6 @@
 //! Crypto-shredding of personal data: fields marked as personal are encrypted with their data
-//! subject's key before they reach the log, and read back as erased once the key is destroyed.
+//! subject's key before they reach the log, and read back as erased once the key is destroyed —
+//! how erasure (R-RET-1 to R-RET-3) leaves the audit trail replayable (R-RET-4).
 //!
 //! A producer marks a personal value inside the payload as
 //! `{"$personal": {"subject": "<subject id>", "value": <any JSON>}}` (see [`mark`] and

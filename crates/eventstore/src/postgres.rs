@@ -248,20 +248,12 @@ impl PgBackend {
     }
 
     pub(crate) async fn load_snapshot(&self, stream: &str) -> Result<Option<StoredSnapshot>> {
-        let row: Option<(i64, i64, String, bool)> = sqlx::query_as(
-            "SELECT version, sequence, state::text, personal FROM snapshots WHERE stream_id = $1",
+        Ok(sqlx::query_as(
+            "SELECT version, sequence, state::text AS state, personal FROM snapshots WHERE stream_id = $1",
         )
         .bind(stream)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(version, sequence, state, personal)| StoredSnapshot {
-                version,
-                sequence,
-                state,
-                personal,
-            }),
-        )
+        .await?)
     }
 
     pub(crate) async fn erase_subject(&self, subject: &str, now: DateTime<Utc>) -> Result<u64> {

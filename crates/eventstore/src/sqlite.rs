@@ -225,20 +225,12 @@ impl SqliteBackend {
     }
 
     pub(crate) async fn load_snapshot(&self, stream: &str) -> Result<Option<StoredSnapshot>> {
-        let row: Option<(i64, i64, String, bool)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT version, sequence, state, personal FROM snapshots WHERE stream_id = ?",
         )
         .bind(stream)
         .fetch_optional(&self.readers)
-        .await?;
-        Ok(
-            row.map(|(version, sequence, state, personal)| StoredSnapshot {
-                version,
-                sequence,
-                state,
-                personal,
-            }),
-        )
+        .await?)
     }
 
     pub(crate) async fn erase_subject(&self, subject: &str, now: DateTime<Utc>) -> Result<u64> {

@@ -140,7 +140,7 @@ impl StoredRow {
 }
 
 /// A snapshot row, as both backends return it.
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct StoredSnapshot {
     pub(crate) version: i64,
     pub(crate) sequence: i64,
@@ -451,7 +451,8 @@ impl EventStore {
         Ok(Some(snapshot))
     }
 
-    /// Destroys the data key of `subject`: its personal fields read as erased from now on, in
+    /// Destroys the data key of `subject` (the erasure of R-RET-1 to R-RET-3, kept replayable as
+    /// R-RET-4 requires): its personal fields read as erased from now on, in
     /// every event and snapshot, while the hash chain stays valid. Drops the snapshots of every
     /// stream that held the subject's data. Returns how many streams held it.
     pub async fn erase_subject(&self, subject: &str) -> Result<u64> {

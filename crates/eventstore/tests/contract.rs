@@ -835,6 +835,8 @@ async fn verify_reports_a_deleted_event(kind: Kind) {
     assert_eq!(found, [("gap-1", 3), ("tail-1", 4)], "{report:?}");
 }
 
+/// R-RET-4: erasure must not break the audit trail; history stays replayable, with erased
+/// personal data shown as erased.
 async fn erased_subjects_read_as_erased_and_the_chain_still_verifies(kind: Kind) {
     let db = TestDb::new(kind).await;
     let store = db.open().await;
