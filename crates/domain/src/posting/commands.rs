@@ -1,0 +1,146 @@
+//! What can be asked of a posting: one struct per command, gathered in [`PostingCommand`].
+//!
+//! Each command says who issues it. The aggregate does not check the caller (it sees no
+//! credentials): the application layer authorises, letting an employer act only on its own
+//! organisation's postings and reserving operator and timer commands to them.
+
+use chrono::NaiveDate;
+
+use super::content::{Language, OrganisationId, PostingContent, PostingId};
+
+/// Starts a posting as a draft, version 1 (R-POST-1, R-POST-2).
+///
+/// Issued by: an employer, for its own organisation. `posting_id` must be the aggregate id the
+/// command is sent to; the application layer chooses both (the domain generates no ids).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateDraft {
+    /// The new posting's id.
+    pub posting_id: PostingId,
+    /// The employer that owns it.
+    pub organisation_id: OrganisationId,
+    /// Its language, fixed for its whole life.
+    pub language: Language,
+    /// Its first content; needs only a name and a title (R-POST-2).
+    pub content: PostingContent,
+}
+
+/// Saves a new draft version, replacing the content (一時保存, R-POST-2).
+///
+/// Issued by: the owning employer, while the posting is a draft or returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaveDraft {
+    /// The whole content, not a patch: every saved version is complete on its own.
+    pub content: PostingContent,
+}
+
+/// Throws a draft away; it can no longer be edited or submitted.
+///
+/// Issued by: the owning employer, while the posting is a draft or returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscardDraft;
+
+/// Asks the operator to review the current draft (登録依頼, R-POST-3).
+///
+/// Issued by: the owning employer, while the posting is a draft or returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubmitForReview;
+
+/// Sends a posting under review back to the employer with reasons (R-POST-3).
+///
+/// Issued by: an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnPosting {
+    /// Why, at least one, shown to the employer.
+    pub reasons: Vec<String>,
+}
+
+/// Approves a posting under review for publication on `publish_date` (R-POST-3, R-POST-4).
+///
+/// Issued by: an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovePosting {
+    /// Business date (Asia/Tokyo) of publication: today or later.
+    pub publish_date: NaiveDate,
+}
+
+/// Publishes an approved posting once it is due (R-POST-4).
+///
+/// Issued by: the timer layer, at the instant found by [`due_timer`](super::due_timer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishPosting;
+
+/// Asks for a published posting to be taken off public search (取り下げ, R-POST-6).
+///
+/// Issued by: the owning employer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestWithdrawal;
+
+/// Takes a posting off public search once its withdrawal is due (R-POST-6).
+///
+/// Issued by: the timer layer, at the instant found by [`due_timer`](super::due_timer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompleteWithdrawal;
+
+/// Every command of the posting aggregate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PostingCommand {
+    /// See [`CreateDraft`].
+    CreateDraft(CreateDraft),
+    /// See [`SaveDraft`].
+    SaveDraft(SaveDraft),
+    /// See [`DiscardDraft`].
+    DiscardDraft(DiscardDraft),
+    /// See [`SubmitForReview`].
+    SubmitForReview(SubmitForReview),
+    /// See [`ReturnPosting`].
+    ReturnPosting(ReturnPosting),
+    /// See [`ApprovePosting`].
+    ApprovePosting(ApprovePosting),
+    /// See [`PublishPosting`].
+    PublishPosting(PublishPosting),
+    /// See [`RequestWithdrawal`].
+    RequestWithdrawal(RequestWithdrawal),
+    /// See [`CompleteWithdrawal`].
+    CompleteWithdrawal(CompleteWithdrawal),
+}
+
+impl PostingCommand {
+    /// The command's name, e.g. `SaveDraft`, for logs and metrics.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::CreateDraft(_) => "CreateDraft",
+            Self::SaveDraft(_) => "SaveDraft",
+            Self::DiscardDraft(_) => "DiscardDraft",
+            Self::SubmitForReview(_) => "SubmitForReview",
+            Self::ReturnPosting(_) => "ReturnPosting",
+            Self::ApprovePosting(_) => "ApprovePosting",
+            Self::PublishPosting(_) => "PublishPosting",
+            Self::RequestWithdrawal(_) => "RequestWithdrawal",
+            Self::CompleteWithdrawal(_) => "CompleteWithdrawal",
+        }
+    }
+}
+
+macro_rules! into_command {
+    ($($name:ident),* $(,)?) => {
+        $(
+            impl From<$name> for PostingCommand {
+                fn from(command: $name) -> Self {
+                    Self::$name(command)
+                }
+            }
+        )*
+    };
+}
+
+into_command!(
+    CreateDraft,
+    SaveDraft,
+    DiscardDraft,
+    SubmitForReview,
+    ReturnPosting,
+    ApprovePosting,
+    PublishPosting,
+    RequestWithdrawal,
+    CompleteWithdrawal,
+);

@@ -1,0 +1,9 @@
+//! Given/when/then tests of the posting aggregate, one module per area; each test names the rule
+//! it proves (`// R-POST-4`).
+
+mod golden;
+mod lifecycle;
+mod publication;
+mod support;
+mod validation;
+mod withdrawal;
