@@ -180,6 +180,38 @@ impl PgBackend {
             .map(|v| u64::try_from(v).unwrap_or_default()))
     }
 
+    pub(crate) async fn command_outcome(&self, command_id: &str) -> Result<Option<AppendOutcome>> {
+        let row: Option<(String, i64, i64, i64, Vec<i64>)> = sqlx::query_as(
+            "SELECT c.stream_id, c.first_version, c.last_version, max(e.tx_id),
+                    array_agg(e.global_position ORDER BY e.version)
+               FROM commands c
+               JOIN events e ON e.stream_id = c.stream_id
+                            AND e.version BETWEEN c.first_version AND c.last_version
+              WHERE c.command_id = $1
+              GROUP BY c.stream_id, c.first_version, c.last_version",
+        )
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(stream_id, first, last, tx, positions)| {
+            let positions: Vec<u64> = positions
+                .into_iter()
+                .map(|p| u64::try_from(p).unwrap_or_default())
+                .collect();
+            AppendOutcome {
+                stream_id,
+                first_version: to_u64(Some(first)),
+                stream_version: to_u64(Some(last)),
+                checkpoint: Checkpoint {
+                    tx: to_u64(Some(tx)),
+                    position: positions.last().copied().unwrap_or_default(),
+                },
+                positions,
+                duplicate: true,
+            }
+        }))
+    }
+
     pub(crate) async fn sealing_keys(
         &self,
         stream: &str,

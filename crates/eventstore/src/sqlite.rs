@@ -160,6 +160,22 @@ impl SqliteBackend {
             .map(|v| u64::try_from(v).unwrap_or_default()))
     }
 
+    pub(crate) async fn command_outcome(&self, command_id: &str) -> Result<Option<AppendOutcome>> {
+        let mut conn = self.readers.acquire().await?;
+        let command: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT stream_id, first_version, last_version FROM commands WHERE command_id = ?",
+        )
+        .bind(command_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        match command {
+            Some((stream, first, last)) => {
+                Ok(Some(duplicate_outcome(&mut conn, &stream, first, last).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub(crate) async fn sealing_keys(
         &self,
         stream: &str,

@@ -365,6 +365,15 @@ impl EventStore {
         on_backend!(self, b => b.stream_version(stream.as_str()).await)
     }
 
+    /// The outcome of the committed append that carried `command_id`, marked `duplicate`; `None`
+    /// if no committed append carried it.
+    ///
+    /// The command layer asks this before deciding a command again, so a retried command answers
+    /// with its first outcome even when the aggregate has moved on and would now refuse it.
+    pub async fn command_outcome(&self, command_id: &str) -> Result<Option<AppendOutcome>> {
+        on_backend!(self, b => b.command_outcome(command_id).await)
+    }
+
     /// Reads up to `limit` events of the whole log that come after `after`, in global order.
     ///
     /// Gap-safe: an event this returns is never followed, in a later call, by one that belongs

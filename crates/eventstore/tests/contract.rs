@@ -280,6 +280,17 @@ async fn a_retried_command_id_returns_the_first_result_and_writes_once(kind: Kin
     assert!(third.duplicate);
     assert_eq!(third.positions, first.positions);
     assert_eq!(all_events(&store).await.len(), 2);
+
+    // The command layer can ask for the first outcome without appending at all.
+    let asked = store.command_outcome("create-5").await.unwrap().unwrap();
+    assert!(asked.duplicate);
+    assert_eq!(
+        (asked.stream_id.as_str(), asked.first_version, asked.stream_version),
+        ("posting-5", 1, 2)
+    );
+    assert_eq!(asked.positions, first.positions);
+    assert_eq!(asked.checkpoint, first.checkpoint);
+    assert_eq!(store.command_outcome("never-sent").await.unwrap(), None);
 }
 
 async fn concurrent_retries_of_one_command_write_once(kind: Kind) {
