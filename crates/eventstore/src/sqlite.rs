@@ -169,9 +169,9 @@ impl SqliteBackend {
         .fetch_optional(&mut *conn)
         .await?;
         match command {
-            Some((stream, first, last)) => {
-                Ok(Some(duplicate_outcome(&mut conn, &stream, first, last).await?))
-            }
+            Some((stream, first, last)) => Ok(Some(
+                duplicate_outcome(&mut conn, &stream, first, last).await?,
+            )),
             None => Ok(None),
         }
     }

@@ -285,7 +285,11 @@ async fn a_retried_command_id_returns_the_first_result_and_writes_once(kind: Kin
     let asked = store.command_outcome("create-5").await.unwrap().unwrap();
     assert!(asked.duplicate);
     assert_eq!(
-        (asked.stream_id.as_str(), asked.first_version, asked.stream_version),
+        (
+            asked.stream_id.as_str(),
+            asked.first_version,
+            asked.stream_version
+        ),
         ("posting-5", 1, 2)
     );
     assert_eq!(asked.positions, first.positions);
