@@ -1,0 +1,1 @@
+//! Command handling: loads aggregates from the log, decides, appends; authorization, retries, timers.
