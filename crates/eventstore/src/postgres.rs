@@ -415,13 +415,15 @@ async fn call_append_batch(
     let mut a_organisation = Vec::with_capacity(n);
     let mut a_extra = Vec::with_capacity(n);
     let mut a_recorded = Vec::with_capacity(n);
+    let mut e_app = Vec::with_capacity(events);
+    let mut e_k = Vec::with_capacity(events);
     let mut e_event_id = Vec::with_capacity(events);
     let mut e_type = Vec::with_capacity(events);
     let mut e_schema = Vec::with_capacity(events);
     let mut e_payload = Vec::with_capacity(events);
     let mut e_personal = Vec::with_capacity(events);
     let mut e_digests = Vec::with_capacity(events * 32);
-    for append in batch {
+    for (app, append) in (1_i32..).zip(batch) {
         a_stream.push(append.stream.as_str());
         a_expected.push(
             append
@@ -437,7 +439,9 @@ async fn call_append_batch(
         a_organisation.push(append.meta.organisation.as_deref());
         a_extra.push(append.extra.as_deref());
         a_recorded.push(append.recorded_at);
-        for event in &append.events {
+        for (k, event) in (1_i32..).zip(&append.events) {
+            e_app.push(app);
+            e_k.push(k);
             e_event_id.push(event.event_id);
             e_type.push(event.event_type.as_str());
             e_schema.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
@@ -448,7 +452,8 @@ async fn call_append_batch(
     }
     let rows = sqlx::query(
         "SELECT app, outcome, stream_id, first_version, last_version, tx, positions
-           FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+           FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                             $17, $18)",
     )
     .bind(&a_stream)
     .bind(&a_expected)
@@ -460,6 +465,8 @@ async fn call_append_batch(
     .bind(&a_organisation)
     .bind(&a_extra)
     .bind(&a_recorded)
+    .bind(&e_app)
+    .bind(&e_k)
     .bind(&e_event_id)
     .bind(&e_type)
     .bind(&e_schema)
