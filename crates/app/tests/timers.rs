@@ -1,0 +1,155 @@
+//! Timers on a real log, on SQLite and on PostgreSQL: deadlines found in the log fire as ordinary
+//! commands when the clock reaches them, exactly once across instances and restarts.
+
+mod support;
+
+use std::time::Duration;
+
+use jobboard_app::{PostingCommands, TIMER_SUBJECT, Timers};
+use jobboard_domain::PostingStatus;
+use jobboard_domain::posting::{PostingId, RequestWithdrawal};
+use jobboard_eventstore::{EventStore, StreamRange};
+use support::{App, Kind, ORG_A, ctx, employer, eventually, jst};
+use tokio_util::sync::CancellationToken;
+
+backends!(
+    publication_fires_at_its_due_instant_and_not_a_second_before,
+    withdrawal_completes_at_22_00_of_the_day_it_was_requested,
+    two_timer_instances_firing_together_publish_once,
+    running_timers_learn_deadlines_live_and_publish_once,
+    a_restarted_timer_fires_pending_deadlines_and_not_fired_ones,
+);
+
+async fn count(store: &EventStore, posting_id: PostingId, event_type: &str) -> usize {
+    store
+        .read_stream(&jobboard_app::stream_of(posting_id), StreamRange::all())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+async fn status(app: &App, posting_id: PostingId) -> Option<PostingStatus> {
+    let (posting, _) = app.commands.load(posting_id).await.unwrap()?;
+    posting.status()
+}
+
+async fn publication_fires_at_its_due_instant_and_not_a_second_before(kind: Kind) {
+    let app = App::new(kind).await;
+    // R-POST-4: approved on 01-31 for 02-01, so public at 00:00 JST on 02-01.
+    let id = app.approved("2026-02-01").await;
+    let timers = app.timers();
+
+    app.clock.set(jst("2026-01-31T23:59:59"));
+    assert_eq!(timers.fire_due().await.unwrap(), 0);
+    assert_eq!(timers.pending(), 1);
+    assert_eq!(status(&app, id).await, Some(PostingStatus::Approved));
+
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 1);
+    assert_eq!(timers.pending(), 0);
+    let (posting, version) = app.commands.load(id).await.unwrap().unwrap();
+    assert_eq!(posting.status(), Some(PostingStatus::Published));
+    assert_eq!(posting.published_at(), Some(jst("2026-02-01T00:00:00")));
+    assert_eq!(version, 4);
+
+    // The firing is an ordinary, attributed command.
+    let events = app.events(id).await;
+    let meta = &events[3].metadata.command;
+    assert_eq!(
+        meta.command_id.as_deref(),
+        Some(&*format!("timer/publish_posting/{id}/2026-01-31T15:00:00Z"))
+    );
+    assert_eq!(meta.actor.as_deref(), Some(TIMER_SUBJECT));
+    assert_eq!(meta.extra.get("role").map(String::as_str), Some("service"));
+    assert_eq!(meta.organisation.as_deref(), Some(&*ORG_A.to_string()));
+    let approval = events[2].metadata.event_id.to_string();
+    assert_eq!(meta.causation_id.as_deref(), Some(approval.as_str()));
+
+    app.clock.set(jst("2026-02-02T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 0, "fired once");
+    assert_eq!(count(&app.store, id, "PostingPublished").await, 1);
+}
+
+async fn withdrawal_completes_at_22_00_of_the_day_it_was_requested(kind: Kind) {
+    let app = App::new(kind).await;
+    let id = app.approved("2026-02-01").await;
+    let timers = app.timers();
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 1);
+
+    // R-POST-6: asked at 10:00, off public search at 22:00 the same day.
+    app.clock.set(jst("2026-02-10T10:00:00"));
+    app.ok(&ctx(employer(ORG_A), "withdraw"), id, RequestWithdrawal)
+        .await;
+    app.clock.set(jst("2026-02-10T21:59:59"));
+    assert_eq!(timers.fire_due().await.unwrap(), 0);
+    assert_eq!(
+        status(&app, id).await,
+        Some(PostingStatus::WithdrawalPending)
+    );
+    app.clock.set(jst("2026-02-10T22:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 1);
+    assert_eq!(status(&app, id).await, Some(PostingStatus::Withdrawn));
+    assert_eq!(timers.pending(), 0);
+}
+
+async fn two_timer_instances_firing_together_publish_once(kind: Kind) {
+    let app = App::new(kind).await;
+    let id = app.approved("2026-02-01").await;
+    let (a, b) = (app.timers(), app.timers());
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    let (fired_a, fired_b) = tokio::join!(a.fire_due(), b.fire_due());
+    // R-POST-4: both instances fire; the second is answered as a duplicate of the first.
+    assert_eq!(fired_a.unwrap() + fired_b.unwrap(), 2);
+    assert_eq!(count(&app.store, id, "PostingPublished").await, 1);
+    assert_eq!(app.version(id).await, 4);
+}
+
+async fn running_timers_learn_deadlines_live_and_publish_once(kind: Kind) {
+    let app = App::new(kind).await;
+    let shutdown = CancellationToken::new();
+    let runs =
+        [app.timers(), app.timers()].map(|timers| tokio::spawn(timers.run(shutdown.clone())));
+    // Approved after the timers started: they learn the deadline by following the log.
+    let id = app.approved("2026-02-01").await;
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    eventually(
+        Duration::from_secs(20),
+        "the posting is published",
+        || async { status(&app, id).await == Some(PostingStatus::Published) },
+    )
+    .await;
+    shutdown.cancel();
+    for run in runs {
+        run.await.expect("timers stop on shutdown");
+    }
+    assert_eq!(count(&app.store, id, "PostingPublished").await, 1);
+}
+
+async fn a_restarted_timer_fires_pending_deadlines_and_not_fired_ones(kind: Kind) {
+    let app = App::new(kind).await;
+    let early = app.approved("2026-02-01").await;
+    let late = app.approved("2026-02-02").await;
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    let before = app.timers();
+    assert_eq!(before.fire_due().await.unwrap(), 1);
+    assert_eq!(before.pending(), 1);
+    drop(before);
+    app.store.close().await;
+
+    // The restart: a new store, command layer and timers on the same database.
+    let store = app.db.open().await;
+    let commands = PostingCommands::new(store.clone(), app.dyn_clock());
+    let after = Timers::new(store.clone(), commands, app.dyn_clock());
+    assert_eq!(
+        after.fire_due().await.unwrap(),
+        0,
+        "the fired one stays fired"
+    );
+    app.clock.set(jst("2026-02-02T00:00:00"));
+    assert_eq!(after.fire_due().await.unwrap(), 1, "the pending one fires");
+    assert_eq!(count(&store, early, "PostingPublished").await, 1);
+    assert_eq!(count(&store, late, "PostingPublished").await, 1);
+}
