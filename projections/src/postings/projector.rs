@@ -1,0 +1,292 @@
+//! [`PostingsProjector`]: keeps `postings_v1` from the events of `posting-<uuid>` streams.
+//!
+//! Each event is one statement. Applying is idempotent per (posting, stream version): the insert
+//! of `PostingDrafted` does nothing if the row exists, and every update is guarded by
+//! `version < $event_version`, so an event the row already reflects changes nothing. Events set
+//! the fields they carry (the domain's rule), never increment them.
+
+use async_trait::async_trait;
+use jobboard_domain::PostingStatus;
+use jobboard_domain::posting::{PostingEvent, PostingId};
+use jobboard_eventstore::RecordedEvent;
+use serde::Deserialize;
+
+use super::{PROJECTOR, VERSION, table};
+use crate::db::{Backend, Param, ViewTx, signed};
+use crate::error::{Error, Result};
+use crate::runtime::Projector;
+
+/// The stream category of postings (`posting-<uuid>`, cqrs-es' `Posting::TYPE`).
+const STREAM_PREFIX: &str = "posting-";
+
+/// The indexes of both backends: an employer's list, the operators' list of everything, and the
+/// operators' list by status (the review queue); each in the lists' newest-first order.
+macro_rules! indexes {
+    () => {
+        concat!(
+            "CREATE INDEX IF NOT EXISTS ",
+            table!(),
+            "_by_organisation ON ",
+            table!(),
+            " (organisation_id, created_at, posting_id);",
+            "CREATE INDEX IF NOT EXISTS ",
+            table!(),
+            "_by_created ON ",
+            table!(),
+            " (created_at, posting_id);",
+            "CREATE INDEX IF NOT EXISTS ",
+            table!(),
+            "_by_status ON ",
+            table!(),
+            " (status, created_at, posting_id);",
+        )
+    };
+}
+
+const SQLITE_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    table!(),
+    " (
+        posting_id              TEXT    PRIMARY KEY,
+        organisation_id         TEXT    NOT NULL,
+        status                  TEXT    NOT NULL,
+        language                TEXT    NOT NULL,
+        content                 TEXT    NOT NULL,
+        draft_version           INTEGER NOT NULL,
+        version                 INTEGER NOT NULL,
+        publish_date            TEXT,
+        publishes_at            INTEGER,
+        published_at            INTEGER,
+        withdrawal_effective_at INTEGER,
+        withdrawn_at            INTEGER,
+        return_reasons          TEXT    NOT NULL,
+        created_at              INTEGER NOT NULL,
+        updated_at              INTEGER NOT NULL
+    );",
+    indexes!(),
+);
+
+// `COLLATE "C"` orders ids by bytes, as SQLite does, and keeps keyset comparisons cheap.
+const POSTGRES_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    table!(),
+    r#" (
+        posting_id              TEXT COLLATE "C" PRIMARY KEY,
+        organisation_id         TEXT COLLATE "C" NOT NULL,
+        status                  TEXT        NOT NULL,
+        language                TEXT        NOT NULL,
+        content                 JSONB       NOT NULL,
+        draft_version           BIGINT      NOT NULL,
+        version                 BIGINT      NOT NULL,
+        publish_date            DATE,
+        publishes_at            TIMESTAMPTZ,
+        published_at            TIMESTAMPTZ,
+        withdrawal_effective_at TIMESTAMPTZ,
+        withdrawn_at            TIMESTAMPTZ,
+        return_reasons          JSONB       NOT NULL,
+        created_at              TIMESTAMPTZ NOT NULL,
+        updated_at              TIMESTAMPTZ NOT NULL
+    );"#,
+    indexes!(),
+);
+
+const INSERT_DRAFTED: &str = concat!(
+    "INSERT INTO ",
+    table!(),
+    " (posting_id, organisation_id, status, language, content, draft_version, version, \
+     return_reasons, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (posting_id) DO NOTHING"
+);
+
+/// An update of the posting `$1` to stream version `$2` at `$3`, setting `$sets` (parameters
+/// from `$4`), unless the row already reflects that version.
+macro_rules! update {
+    ($sets:literal) => {
+        concat!(
+            "UPDATE ",
+            table!(),
+            " SET ",
+            $sets,
+            ", version = $2, updated_at = $3 WHERE posting_id = $1 AND version < $2"
+        )
+    };
+}
+
+/// Projects posting events into `postings_v1`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PostingsProjector;
+
+#[async_trait]
+impl Projector for PostingsProjector {
+    fn name(&self) -> &'static str {
+        PROJECTOR
+    }
+
+    fn version(&self) -> u32 {
+        VERSION
+    }
+
+    async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
+        let ddl = match tx.backend() {
+            Backend::Sqlite => SQLITE_DDL,
+            Backend::Postgres => POSTGRES_DDL,
+        };
+        tx.execute_script(ddl).await
+    }
+
+    async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
+        let Some(stream_key) = event.stream_id.strip_prefix(STREAM_PREFIX) else {
+            return Ok(());
+        };
+        // A type this version does not know (added later) is skipped; the checkpoint moves on.
+        if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
+            return Ok(());
+        }
+        let posting_id: PostingId = stream_key.parse().map_err(|e| Error::Decode {
+            position: event.position,
+            reason: format!("stream {} does not name a posting id: {e}", event.stream_id),
+        })?;
+        let decoded = decode(event)?;
+        let id: Param = posting_id.to_string().into();
+        let version: Param = signed(event.version)?.into();
+        let at: Param = event.metadata.recorded_at.into();
+        let status = |s: PostingStatus| Param::from(s.as_str());
+        match decoded {
+            PostingEvent::PostingDrafted {
+                posting_id: _,
+                organisation_id,
+                language,
+                content,
+                draft_version,
+            } => {
+                let params = [
+                    id,
+                    organisation_id.to_string().into(),
+                    status(PostingStatus::Draft),
+                    language.as_str().into(),
+                    Param::json(&content)?,
+                    draft_version.into(),
+                    version,
+                    Param::json(&[] as &[String])?,
+                    at,
+                ];
+                tx.execute(INSERT_DRAFTED, &params).await?;
+            }
+            PostingEvent::DraftSaved {
+                content,
+                draft_version,
+            } => {
+                let sql = update!("content = $4, draft_version = $5");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    Param::json(&content)?,
+                    draft_version.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::DraftDiscarded => {
+                let sql = update!("status = $4");
+                let params = [id, version, at, status(PostingStatus::Discarded)];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::PostingSubmitted {
+                content,
+                draft_version,
+            } => {
+                let sql = update!("status = $4, content = $5, draft_version = $6");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::PendingReview),
+                    Param::json(&content)?,
+                    draft_version.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::PostingReturned { reasons } => {
+                let sql = update!("status = $4, return_reasons = $5");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::Returned),
+                    Param::json(&reasons)?,
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::PostingApproved {
+                publish_date,
+                publishes_at,
+            } => {
+                let sql = update!("status = $4, publish_date = $5, publishes_at = $6");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::Approved),
+                    publish_date.into(),
+                    publishes_at.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::PostingPublished { published_at } => {
+                let sql = update!("status = $4, published_at = $5");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::Published),
+                    published_at.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::WithdrawalRequested { effective_at, .. } => {
+                let sql = update!("status = $4, withdrawal_effective_at = $5");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::WithdrawalPending),
+                    effective_at.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+            PostingEvent::PostingWithdrawn { withdrawn_at } => {
+                let sql = update!("status = $4, withdrawn_at = $5");
+                let params = [
+                    id,
+                    version,
+                    at,
+                    status(PostingStatus::Withdrawn),
+                    withdrawn_at.into(),
+                ];
+                tx.execute(sql, &params).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The domain event in `event`'s payload (the flat JSON with a `type` field that the domain
+/// serialises). A payload that does not decode stops the projector (retried, visible in its
+/// status and logs) rather than being skipped: skipping would leave the view silently wrong.
+fn decode(event: &RecordedEvent) -> Result<PostingEvent> {
+    let decoded = PostingEvent::deserialize(&event.payload).map_err(|e| Error::Decode {
+        position: event.position,
+        reason: format!("{} payload: {e}", event.event_type),
+    })?;
+    if decoded.type_name() != event.event_type {
+        return Err(Error::Decode {
+            position: event.position,
+            reason: format!(
+                "event type {} carries a {} payload",
+                event.event_type,
+                decoded.type_name()
+            ),
+        });
+    }
+    Ok(decoded)
+}
