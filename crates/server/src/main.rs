@@ -1,8 +1,15 @@
-//! The `jobboard` binary. For now it carries one command, `demo`, which exercises the event log
-//! end to end on the embedded default; the gRPC service replaces it.
+//! The `jobboard` binary: `serve` runs the service, `token` mints a bearer token with the
+//! configured key, `config` prints the effective configuration, and `demo` walks through the
+//! event log on its own. All of it is a thin shell over the `jobboard` library.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use jobboard::auth::{Caller, Role, TokenKeys};
+use jobboard::config::{Config, Overrides};
+use jobboard::{Application, telemetry};
 use jobboard_eventstore::{
     Checkpoint, CommandMetadata, EventStore, ExpectedVersion, NewEvent, StoreOptions, StreamId,
     StreamRange, personal,
@@ -16,12 +23,42 @@ use serde_json::json;
     about = "The jobboard event-sourced job board"
 )]
 struct Cli {
+    /// A TOML configuration file; `JOBBOARD_*` environment variables override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Runs the gRPC service until SIGTERM or ctrl-c.
+    Serve {
+        /// The gRPC address (overrides `listen` and `JOBBOARD_LISTEN`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Prints a bearer token signed with the configured key.
+    Token {
+        /// employer, agency, operator, service, auditor or ops.
+        #[arg(long)]
+        role: Role,
+        /// The organisation the caller acts for (required for employer and agency).
+        #[arg(long)]
+        org: Option<String>,
+        /// Who the caller is.
+        #[arg(long)]
+        subject: String,
+        /// How long the token is valid: a number with s, m, h or d.
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
+    /// Prints the effective configuration (secrets redacted) and exits.
+    Config {
+        /// The gRPC address (overrides `listen` and `JOBBOARD_LISTEN`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Appends a posting's history to the log, reads it back, erases a person and verifies.
     Demo {
         /// Where the log lives: sqlite://… (default ./data/jobboard.db) or postgres://….
@@ -36,13 +73,117 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Demo { database_url } => demo(&database_url).await,
+    let cli = Cli::parse();
+    let load = |listen: Option<String>| {
+        Config::load(cli.config.as_deref(), &Overrides { listen })
+            .context("loading the configuration")
+    };
+    match cli.command {
+        Command::Serve { listen } => {
+            let config = load(listen)?;
+            telemetry::init_logging(config.log_format);
+            serve(config).await
+        }
+        Command::Token {
+            role,
+            org,
+            subject,
+            ttl,
+        } => {
+            let config = load(None)?;
+            telemetry::init_logging(config.log_format);
+            token(&config, role, org, subject, ttl)
+        }
+        Command::Config { listen } => {
+            print!("{}", load(listen)?.to_redacted_toml());
+            Ok(())
+        }
+        Command::Demo { database_url } => {
+            telemetry::init_logging(jobboard::config::LogFormat::Text);
+            demo(&database_url).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config)
+        .await
+        .context("starting the service")?;
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .context("running the service")
+}
+
+fn token(
+    config: &Config,
+    role: Role,
+    organisation: Option<String>,
+    subject: String,
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let keys = TokenKeys::load_or_create(&config.auth)?;
+    let caller = Caller {
+        subject,
+        role,
+        organisation,
+    };
+    println!("{}", keys.issue(&caller, ttl)?);
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM. A signal that cannot be watched never fires, rather than
+/// stopping the service at once.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("ctrl-c received"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch ctrl-c");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+                tracing::info!("SIGTERM received");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Parses `90s`, `30m`, `24h` or `7d`.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} must be a number followed by s, m, h or d"))?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        "d" => number.checked_mul(86_400),
+        _ => return Err(format!("{text:?} must end in s, m, h or d")),
+    };
+    match seconds {
+        Some(0) => Err("the ttl must be positive".into()),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Err(format!("{text:?} is too long")),
     }
 }
 
@@ -147,4 +288,21 @@ fn uuid_like() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{:x}", nanos & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_take_a_unit() {
+        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_ttl("24").is_err());
+        assert!(parse_ttl("h").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("99999999999999999999d").is_err());
+    }
 }

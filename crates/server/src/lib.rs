@@ -1,0 +1,27 @@
+//! The jobboard service shell: configuration, authentication, the gRPC services (the event
+//! feed, health, reflection), metrics and graceful shutdown, assembled by [`Application`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), jobboard::Error> {
+//! let config = jobboard::Config::load(None, &Default::default())?;
+//! let app = jobboard::Application::build(config).await?;
+//! println!("gRPC on {}", app.grpc_addr());
+//! app.run_until_stopped(async { tokio::signal::ctrl_c().await.ok(); }).await
+//! # }
+//! ```
+
+pub mod auth;
+pub mod config;
+mod convert;
+mod error;
+pub mod feed;
+pub mod health;
+mod metered;
+mod services;
+mod startup;
+pub mod status;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::Error;
+pub use startup::Application;

@@ -1,0 +1,98 @@
+//! Which gRPC services the server offers, and how each is wrapped.
+//!
+//! Every jobboard service sits behind the [`Authenticator`]; health and reflection do not. To add
+//! a service (the postings services, once `jobboard-app` lands), add one block to
+//! [`jobboard_services`]: build its server `with_interceptor(…, ctx.auth.clone())` and pass it to
+//! `routes.add_service`, and push its name. The name then also reaches health (NOT_SERVING until ready), reflection and the
+//! metrics' method labels.
+
+use std::collections::HashSet;
+
+use jobboard_eventstore::EventStore;
+use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
+
+use crate::auth::Authenticator;
+use crate::error::Error;
+use crate::feed::EventFeed;
+use crate::health::Readiness;
+use crate::metered;
+
+/// What the jobboard services are built from.
+pub(crate) struct ServiceContext {
+    pub(crate) store: EventStore,
+    pub(crate) auth: Authenticator,
+    /// Cancelled when shutdown begins: long-lived streams end on it.
+    pub(crate) stopping: CancellationToken,
+}
+
+/// The routes of every service, and what health, reflection and metrics need to know of them.
+pub(crate) struct Services {
+    pub(crate) routes: Routes,
+    pub(crate) readiness: Readiness,
+    /// `package.Service/Method` of every served method, for metric labels.
+    pub(crate) methods: HashSet<String>,
+}
+
+/// Adds the jobboard services to `routes` and returns their full names.
+fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<String> {
+    let mut names = Vec::new();
+
+    let feed = EventFeed::new(ctx.store.clone(), ctx.stopping.clone());
+    let feed = EventFeedServiceServer::with_interceptor(feed, ctx.auth.clone());
+    names.push(name_of(&feed).to_owned());
+    routes.add_service(feed);
+
+    names
+}
+
+fn name_of<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// Builds every route: the jobboard services, health and reflection (v1 and v1alpha).
+pub(crate) async fn build(ctx: &ServiceContext) -> Result<Services, Error> {
+    let mut routes = RoutesBuilder::default();
+    let jobboard = jobboard_services(&mut routes, ctx);
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let readiness = Readiness::new(reporter, jobboard.clone()).await;
+    let health_name = name_of(&health).to_owned();
+    routes.add_service(health);
+
+    let reflection_v1_name = "grpc.reflection.v1.ServerReflection".to_owned();
+    let reflection_v1alpha_name = "grpc.reflection.v1alpha.ServerReflection".to_owned();
+    // Only what is actually served is advertised: the contract's descriptor set also holds
+    // services that are not implemented yet.
+    let advertised: Vec<String> = jobboard
+        .iter()
+        .cloned()
+        .chain([health_name, reflection_v1_name, reflection_v1alpha_name])
+        .collect();
+    let descriptor_sets: [&[u8]; 4] = [
+        jobboard_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(jobboard_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for name in &advertised {
+            builder = builder.with_service_name(name.clone());
+        }
+        builder
+    };
+    routes.add_service(reflection().build_v1()?);
+    routes.add_service(reflection().build_v1alpha()?);
+
+    let methods = metered::method_names(&descriptor_sets, &advertised)?;
+    Ok(Services {
+        routes: routes.routes().prepare(),
+        readiness,
+        methods,
+    })
+}
