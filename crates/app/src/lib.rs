@@ -23,31 +23,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Decision: the app drives the aggregate itself, not cqrs-es' `CqrsFramework`
-//!
-//! *Context.* cqrs-es 0.5 gives us the `Aggregate` trait (`handle`, `apply`) and its
-//! given/when/then tests, and `jobboard-eventstore` implements its repository (ADR 0005). But
-//! `CqrsFramework::execute` returns only `Result<(), _>`: not the committed stream version nor the
-//! global position, which every mutating gRPC call must return (DESIGN.md). It cannot check a
-//! client's `expected_version` (it always appends at the version it loaded). It cannot answer a
-//! retried command from its first outcome before deciding (a retried `SubmitForReview` would be
-//! refused by the posting that has moved on). And with snapshots it applies committed events a
-//! second time.
-//!
-//! *Decision.* The app calls `Aggregate::handle` and `Aggregate::apply` itself against
-//! `EventStore`: `command_outcome` first (a retry answers the first outcome), then
-//! `load_snapshot` + `read_stream`, authorisation, the expected-version check, `handle` with an
-//! `EventSink`, and `append` at the exact loaded version with the command id in the metadata;
-//! a conflict without a client expected version reloads and decides again (bounded, jittered);
-//! a snapshot is saved after commits that cross a multiple of the interval. Streams stay
-//! `{Aggregate::TYPE}-{id}` and events stay the cqrs-es `DomainEvent` names and versions, so the
-//! cqrs-es repository and this loop read the same log.
-//!
-//! *Consequences.* Everything the gRPC contract promises (version, position, ABORTED on a stale
-//! `expected_version`, idempotent retries) comes from one loop we own and test on both backends.
-//! We give up cqrs-es' `Query` callbacks, which we did not want (read models are fed from the
-//! log, ADR 0005). Snapshots are the serde JSON of the aggregate at a known version; one that no
-//! longer decodes is ignored and the posting folded from its events.
+//! Why the app drives the aggregate itself rather than through cqrs-es' `CqrsFramework`:
+//! `docs/adr/0006-commands-drive-the-aggregate.md`.
 
 mod auth;
 mod error;
