@@ -2,22 +2,28 @@
 //!
 //! The signing key is configured (`auth.signing_key`, base64) or generated once into the key file
 //! (`auth.key_file`, mode 0600). [`Authenticator`] is the tonic interceptor that every jobboard
-//! service sits behind: it turns a valid token into a [`Caller`] in the request's extensions, and
-//! anything else into UNAUTHENTICATED. Health and reflection are not behind it.
+//! service sits behind: it turns a valid token into the command layer's [`Caller`] in the
+//! request's extensions, and anything else into UNAUTHENTICATED. Health and reflection are not
+//! behind it.
 //!
-//! [`Caller`] and [`Role`] are kept small on purpose: they will be unified with the command
-//! layer's own caller type.
+//! Every token names an organisation (`org`), whatever its role: an employer's is its
+//! organisation id, and an operator's office, an agency or an internal service is an
+//! organisation too. Commands scope their idempotency keys by it, so a caller without one could
+//! not send any.
 
 use std::fmt;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
+// The command layer's own types, not copies: a verified token is the `Caller` that commands are
+// authorised against. Re-exported so that clients of this crate (the CLI, tests) mint tokens
+// without depending on `jobboard-app`.
+pub use jobboard_app::{Caller, Role};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -32,96 +38,15 @@ pub const KEY_LEN: usize = 32;
 /// The metadata key carrying the token.
 const AUTHORIZATION: &str = "authorization";
 
-/// What a caller is allowed to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// A hiring organisation's user.
-    Employer,
-    /// A recruiting agency's user.
-    Agency,
-    /// The job board's operator staff (approvals, referrals).
-    Operator,
-    /// Another internal service.
-    Service,
-    /// An auditor replaying history.
-    Auditor,
-    /// Operations staff running the service.
-    Ops,
-}
-
-impl Role {
-    /// Every role, in declaration order.
-    pub const ALL: [Self; 6] = [
-        Self::Employer,
-        Self::Agency,
-        Self::Operator,
-        Self::Service,
-        Self::Auditor,
-        Self::Ops,
-    ];
-
-    /// The role's name in tokens and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Employer => "employer",
-            Self::Agency => "agency",
-            Self::Operator => "operator",
-            Self::Service => "service",
-            Self::Auditor => "auditor",
-            Self::Ops => "ops",
-        }
-    }
-
-    /// Whether callers of this role act for an organisation, so their tokens must name one
-    /// (queries and commands are scoped by it).
-    pub fn needs_organisation(self) -> bool {
-        matches!(self, Self::Employer | Self::Agency)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|role| role.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown role {s:?}; expected one of {}", names.join(", "))
-            })
-    }
-}
-
-/// The authenticated caller of a request, put into the request's extensions by
-/// [`Authenticator`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// Who the caller is (the token's `sub`).
-    pub subject: String,
-    /// What the caller may do.
-    pub role: Role,
-    /// The organisation the caller acts for (the token's `org`), if any.
-    pub organisation: Option<String>,
-}
-
-impl Caller {
-    /// The authenticated caller of `request`, or UNAUTHENTICATED if no [`Authenticator`] ran.
-    ///
-    /// Failing closed here means a service accidentally registered without the interceptor
-    /// refuses every call instead of serving anonymous ones.
-    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Self, Status> {
-        request
-            .extensions()
-            .get::<Self>()
-            .ok_or_else(|| to_status(TokenError::Missing))
-    }
+/// The authenticated caller of `request`, or UNAUTHENTICATED if no [`Authenticator`] ran.
+///
+/// Failing closed here means a service accidentally registered without the interceptor refuses
+/// every call instead of serving anonymous ones.
+pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<&Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .ok_or_else(|| to_status(TokenError::Missing))
 }
 
 /// The claims of a jobboard token.
@@ -129,9 +54,10 @@ impl Caller {
 pub struct Claims {
     /// The subject.
     pub sub: String,
-    /// The caller's role.
-    pub role: Role,
-    /// The caller's organisation; absent for roles that act for none.
+    /// The caller's role, as [`Role::as_str`] spells it.
+    pub role: String,
+    /// The caller's organisation. Optional in the wire format only so that a token without one
+    /// is refused with a clear reason rather than as malformed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
     /// The issuer; must equal `auth.issuer`.
@@ -151,8 +77,8 @@ impl Claims {
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Self {
             sub: caller.subject.clone(),
-            role: caller.role,
-            org: caller.organisation.clone(),
+            role: caller.role.as_str().to_owned(),
+            org: Some(caller.organisation.clone()),
             iss: issuer.to_owned(),
             iat: issued_at.timestamp(),
             exp: expires.timestamp(),
@@ -178,6 +104,12 @@ pub enum TokenError {
     /// Issued by someone else.
     #[error("token issuer is not accepted")]
     WrongIssuer,
+    /// A role no jobboard caller has: it grants nothing.
+    #[error("token has an unknown role")]
+    UnknownRole,
+    /// No `org` claim, or an empty one.
+    #[error("token has no organisation")]
+    NoOrganisation,
 }
 
 impl From<TokenError> for Failure {
@@ -211,9 +143,9 @@ pub enum Error {
         /// The I/O error.
         source: io::Error,
     },
-    /// A role that acts for an organisation was given none.
-    #[error("role {0} needs an organisation")]
-    MissingOrganisation(Role),
+    /// No organisation was given: every caller acts for one.
+    #[error("a token needs an organisation (an operator's office or a service is one too)")]
+    MissingOrganisation,
     /// The subject is empty.
     #[error("the subject must not be empty")]
     EmptySubject,
@@ -279,8 +211,8 @@ impl TokenKeys {
         if caller.subject.is_empty() {
             return Err(Error::EmptySubject);
         }
-        if caller.role.needs_organisation() && caller.organisation.is_none() {
-            return Err(Error::MissingOrganisation(caller.role));
+        if caller.organisation.trim().is_empty() {
+            return Err(Error::MissingOrganisation);
         }
         self.sign(&Claims::new(caller, &self.issuer, Utc::now(), ttl))
     }
@@ -303,15 +235,18 @@ impl TokenKeys {
                 _ => TokenError::Malformed,
             })?;
         let claims = data.claims;
-        let organisation = claims.org.filter(|org| !org.is_empty());
-        if claims.sub.is_empty() || (claims.role.needs_organisation() && organisation.is_none()) {
+        if claims.sub.is_empty() {
             return Err(TokenError::Malformed);
         }
-        Ok(Caller {
-            subject: claims.sub,
-            role: claims.role,
-            organisation,
-        })
+        let role = claims
+            .role
+            .parse::<Role>()
+            .map_err(|_| TokenError::UnknownRole)?;
+        let organisation = claims
+            .org
+            .filter(|org| !org.trim().is_empty())
+            .ok_or(TokenError::NoOrganisation)?;
+        Ok(Caller::new(claims.sub, role, organisation))
     }
 }
 
@@ -440,21 +375,9 @@ fn warn_if_readable_by_others(path: &Path) {
 fn warn_if_readable_by_others(_path: &Path) {}
 
 /// 32 bytes from the operating system's CSPRNG.
-#[cfg(unix)]
 fn random_key() -> io::Result<[u8; KEY_LEN]> {
-    // The kernel's CSPRNG directly: the workspace has no `getrandom`/`rand` dependency yet.
     let mut key = [0u8; KEY_LEN];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-    Ok(key)
-}
-
-/// 32 bytes from the operating system's CSPRNG.
-#[cfg(not(unix))]
-fn random_key() -> io::Result<[u8; KEY_LEN]> {
-    // Version-4 UUIDs come from the OS CSPRNG (through `getrandom`); two carry 244 random bits.
-    let mut key = [0u8; KEY_LEN];
-    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    getrandom::fill(&mut key)?;
     Ok(key)
 }
 
@@ -468,22 +391,15 @@ mod tests {
     }
 
     fn ops() -> Caller {
-        Caller {
-            subject: "alice".into(),
-            role: Role::Ops,
-            organisation: None,
-        }
+        Caller::new("alice", Role::Ops, "ops-team")
     }
 
     #[test]
     fn an_issued_token_verifies_to_its_caller() {
-        let employer = Caller {
-            subject: "bob".into(),
-            role: Role::Employer,
-            organisation: Some("org-1".into()),
-        };
-        let token = keys().issue(&employer, Duration::from_secs(60)).unwrap();
-        assert_eq!(keys().verify(&token).unwrap(), employer);
+        for caller in [Caller::new("bob", Role::Employer, "org-1"), ops()] {
+            let token = keys().issue(&caller, Duration::from_secs(60)).unwrap();
+            assert_eq!(keys().verify(&token).unwrap(), caller);
+        }
     }
 
     #[test]
@@ -517,25 +433,32 @@ mod tests {
     }
 
     #[test]
-    fn employer_tokens_need_an_organisation() {
-        let employer = Caller {
-            subject: "bob".into(),
-            role: Role::Employer,
-            organisation: None,
-        };
-        assert!(matches!(
-            keys().issue(&employer, Duration::from_secs(60)),
-            Err(Error::MissingOrganisation(Role::Employer))
-        ));
-        let token = keys()
-            .sign(&Claims::new(
-                &employer,
-                "jobboard",
-                Utc::now(),
-                Duration::from_secs(60),
-            ))
-            .unwrap();
-        assert_eq!(keys().verify(&token), Err(TokenError::Malformed));
+    fn every_token_needs_an_organisation_whatever_its_role() {
+        for role in Role::ALL {
+            let caller = Caller::new("bob", role, " ");
+            assert!(matches!(
+                keys().issue(&caller, Duration::from_secs(60)),
+                Err(Error::MissingOrganisation)
+            ));
+            let mut claims = Claims::new(&caller, "jobboard", Utc::now(), Duration::from_secs(60));
+            for org in [None, Some(String::new())] {
+                claims.org = org;
+                let token = keys().sign(&claims).unwrap();
+                assert_eq!(keys().verify(&token), Err(TokenError::NoOrganisation));
+            }
+        }
+        assert_eq!(
+            to_status(TokenError::NoOrganisation).message(),
+            "token has no organisation"
+        );
+    }
+
+    #[test]
+    fn a_token_with_an_unknown_role_grants_nothing() {
+        let mut claims = Claims::new(&ops(), "jobboard", Utc::now(), Duration::from_secs(60));
+        claims.role = "Ops".into();
+        let token = keys().sign(&claims).unwrap();
+        assert_eq!(keys().verify(&token), Err(TokenError::UnknownRole));
     }
 
     #[test]
@@ -558,7 +481,7 @@ mod tests {
             }
             match (auth.call(request), expected) {
                 (Ok(request), Ok(())) => {
-                    assert_eq!(Caller::of(&request).unwrap(), &ops());
+                    assert_eq!(caller_of(&request).unwrap(), &ops());
                 }
                 (Err(status), Err(word)) => {
                     assert_eq!(status.code(), tonic::Code::Unauthenticated);

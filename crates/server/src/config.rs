@@ -55,6 +55,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `shutdown_grace_secs`: how long in-flight calls may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// `timer_tick_ms`: how often the timers look at the clock for due deadlines (publication,
+    /// withdrawal); a deadline fires at most this late.
+    pub timer_tick: Duration,
 }
 
 /// Bearer-token settings (`auth.*`).
@@ -173,13 +176,14 @@ impl Config {
         };
         let mut out = format!(
             "listen = {}\nmetrics_listen = {}\ndata_dir = {}\ndatabase_url = {}\n\
-             log_format = {}\nshutdown_grace_secs = {}\n\n[auth]\n",
+             log_format = {}\nshutdown_grace_secs = {}\ntimer_tick_ms = {}\n\n[auth]\n",
             quote(&self.listen.to_string()),
             quote(&metrics),
             quote(&self.data_dir.display().to_string()),
             quote(&redact_url(&self.database_url)),
             quote(log_format),
             self.shutdown_grace.as_secs(),
+            self.timer_tick.as_millis(),
         );
         if self.auth.signing_key.is_some() {
             out.push_str("signing_key = \"<redacted>\"\n");
@@ -203,6 +207,7 @@ struct Raw {
     auth: RawAuth,
     log_format: String,
     shutdown_grace_secs: u64,
+    timer_tick_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -227,6 +232,7 @@ impl Default for Raw {
             },
             log_format: "text".into(),
             shutdown_grace_secs: 10,
+            timer_tick_ms: 1000,
         }
     }
 }
@@ -285,6 +291,9 @@ impl Raw {
                 ));
             }
         };
+        if self.timer_tick_ms == 0 {
+            return Err(invalid("timer_tick_ms", "must be at least 1"));
+        }
         Ok(Config {
             listen,
             metrics_listen,
@@ -297,6 +306,7 @@ impl Raw {
             },
             log_format,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            timer_tick: Duration::from_millis(self.timer_tick_ms),
         })
     }
 }
@@ -366,6 +376,7 @@ mod tests {
         assert!(config.auth.signing_key.is_none());
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.timer_tick, Duration::from_secs(1));
     }
 
     #[test]
@@ -407,6 +418,7 @@ mod tests {
             (r#"log_format = "xml""#, "log_format"),
             (r#"database_url = "mysql://x""#, "database_url"),
             ("[auth]\nissuer = \"\"", "auth.issuer"),
+            ("timer_tick_ms = 0", "timer_tick_ms"),
         ] {
             let error = from_toml(toml).unwrap_err();
             assert!(error.to_string().contains(field), "{toml}: {error}");
@@ -441,8 +453,11 @@ mod tests {
 
     #[test]
     fn redacted_toml_reads_back_as_the_same_configuration() {
-        let config = from_toml("listen = \"0.0.0.0:6000\"\nmetrics_listen = \"off\"").unwrap();
+        let config =
+            from_toml("listen = \"0.0.0.0:6000\"\nmetrics_listen = \"off\"\ntimer_tick_ms = 250")
+                .unwrap();
         let again = from_toml(&config.to_redacted_toml()).unwrap();
+        assert_eq!(again.timer_tick, Duration::from_millis(250));
         assert_eq!(again.listen, config.listen);
         assert_eq!(again.metrics_listen, None);
         assert_eq!(again.database_url, config.database_url);

@@ -36,6 +36,12 @@ pub enum Error {
     /// The event store could not be opened or migrated.
     #[error("cannot open the event store")]
     Store(#[source] jobboard_eventstore::Error),
+    /// The read models' database could not be opened or migrated.
+    #[error("cannot open the read models")]
+    Views(#[source] jobboard_projections::Error),
+    /// The projectors could not set up their views and start.
+    #[error("cannot start the projectors")]
+    Projections(#[source] jobboard_projections::Error),
     /// A descriptor set for reflection is broken (a build problem).
     #[error("the reflection service could not be built")]
     Reflection(#[from] tonic_reflection::server::Error),

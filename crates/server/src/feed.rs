@@ -18,7 +18,7 @@ use jobboard_proto::v1::event_feed_service_server::EventFeedService;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Role, caller_of};
 use crate::convert;
 use crate::metered::observe_stream;
 use crate::status::{Failure, to_status};
@@ -49,7 +49,7 @@ pub fn may_read_whole_log(role: Role) -> bool {
 }
 
 fn authorize<T>(request: &Request<T>) -> Result<(), Status> {
-    let caller = Caller::of(request)?;
+    let caller = caller_of(request)?;
     if may_read_whole_log(caller.role) {
         Ok(())
     } else {

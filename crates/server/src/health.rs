@@ -1,10 +1,11 @@
 //! Readiness: what `grpc.health.v1.Health` reports for the jobboard services.
 //!
 //! Nothing is served before the store's migrations ran (`Application::build` runs them). After
-//! that the services report NOT_SERVING while any startup step is pending (projectors catching
-//! up, …) and from the moment shutdown begins; SERVING otherwise. Wiring code registers
-//! a step with [`Readiness::step`] and completes it with [`ReadyStep::done`]; a step dropped
-//! without `done` keeps the service NOT_SERVING, which is the safe failure.
+//! that the services report NOT_SERVING while any startup step is pending (`projectors` until
+//! the projection runtime has set up its views and started, …) and from the moment shutdown
+//! begins; SERVING otherwise. Wiring code registers a step with [`Readiness::step`] and
+//! completes it with [`ReadyStep::done`]; a step dropped without `done` keeps the service
+//! NOT_SERVING, which is the safe failure.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,18 @@ impl Readiness {
         };
         readiness.publish().await;
         readiness
+    }
+
+    /// Adds `services` to those reported (once they are built, which may be after the first
+    /// steps were registered), with the current status.
+    pub(crate) async fn add_services(&self, services: Vec<String>) {
+        self.lock().services.extend(services);
+        self.publish().await;
+    }
+
+    /// The reporter the health service reads.
+    pub(crate) fn reporter(&self) -> HealthReporter {
+        self.reporter.clone()
     }
 
     /// Registers a pending step: the services report NOT_SERVING until it is done.

@@ -1,5 +1,6 @@
-//! The jobboard service shell: configuration, authentication, the gRPC services (the event
-//! feed, health, reflection), metrics and graceful shutdown, assembled by [`Application`].
+//! The jobboard service shell: configuration, authentication, the gRPC services (posting
+//! commands and queries, the event feed, health, reflection), the projectors and timers, metrics
+//! and graceful shutdown, assembled by [`Application`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), jobboard::Error> {
@@ -17,6 +18,8 @@ mod error;
 pub mod feed;
 pub mod health;
 mod metered;
+pub mod posting_queries;
+pub mod postings;
 mod services;
 mod startup;
 pub mod status;

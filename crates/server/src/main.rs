@@ -41,11 +41,12 @@ enum Command {
     /// Prints a bearer token signed with the configured key.
     Token {
         /// employer, agency, operator, service, auditor or ops.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_role)]
         role: Role,
-        /// The organisation the caller acts for (required for employer and agency).
+        /// The organisation the caller acts for: an employer's organisation id (a UUID), or the
+        /// operator's office, agency or service the caller belongs to.
         #[arg(long)]
-        org: Option<String>,
+        org: String,
         /// Who the caller is.
         #[arg(long)]
         subject: String,
@@ -61,12 +62,9 @@ enum Command {
     },
     /// Appends a posting's history to the log, reads it back, erases a person and verifies.
     Demo {
-        /// Where the log lives: sqlite://… (default ./data/jobboard.db) or postgres://….
-        #[arg(
-            long,
-            env = "DATABASE_URL",
-            default_value = "sqlite://data/jobboard.db"
-        )]
+        /// Where the log lives: sqlite://… (default ./data/demo.db, apart from the service's log,
+        /// which is immutable) or postgres://….
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/demo.db")]
         database_url: String,
     },
 }
@@ -117,18 +115,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn token(
     config: &Config,
     role: Role,
-    organisation: Option<String>,
+    organisation: String,
     subject: String,
     ttl: Duration,
 ) -> anyhow::Result<()> {
     let keys = TokenKeys::load_or_create(&config.auth)?;
-    let caller = Caller {
-        subject,
-        role,
-        organisation,
-    };
+    let caller = Caller::new(subject, role, organisation);
     println!("{}", keys.issue(&caller, ttl)?);
     Ok(())
+}
+
+/// Parses a role name, listing the valid ones when it is not one of them.
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse().map_err(|_| {
+        let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!(
+            "unknown role {text:?}; expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Completes on ctrl-c or SIGTERM. A signal that cannot be watched never fires, rather than
@@ -194,8 +199,11 @@ async fn demo(url: &str) -> anyhow::Result<()> {
     println!("log open on {} ({url})", store.backend_name());
 
     let run = uuid_like();
-    let posting = StreamId::new(format!("posting-demo{run}"))?;
-    let application = StreamId::new(format!("application-demo{run}"))?;
+    // A `demo-` category of their own: these events are not the domain's, and a `posting-`
+    // stream that names no posting would stop the postings projector of a service sharing the
+    // log (it never skips an event it cannot read).
+    let posting = StreamId::new(format!("demo-posting-{run}"))?;
+    let application = StreamId::new(format!("demo-application-{run}"))?;
     let seeker = format!("seeker-demo{run}");
     let meta = |command: &str| CommandMetadata {
         command_id: Some(format!("{command}-{run}")),

@@ -1,24 +1,33 @@
 //! Which gRPC services the server offers, and how each is wrapped.
 //!
 //! Every jobboard service sits behind the [`Authenticator`]; health and reflection do not. To add
-//! a service (the postings services, once `jobboard-app` lands), add one block to
-//! [`jobboard_services`]: build its server `with_interceptor(…, ctx.auth.clone())` and pass it to
-//! `routes.add_service`, and push its name. The name then also reaches health (NOT_SERVING until ready), reflection and the
+//! a service, add one block to [`jobboard_services`]: build its server
+//! `with_interceptor(…, ctx.auth.clone())` and pass it to `routes.add_service`, and push its
+//! name. The name then also reaches health (NOT_SERVING until ready), reflection and the
 //! metrics' method labels.
 
 use std::collections::HashSet;
 
+use jobboard_app::PostingCommands;
 use jobboard_eventstore::EventStore;
+use jobboard_projections::ProjectionRuntime;
+use jobboard_projections::postings::PostingsView;
 use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
+use jobboard_proto::v1::posting_query_service_server::PostingQueryServiceServer;
+use jobboard_proto::v1::postings_service_server::PostingsServiceServer;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
 
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::feed::EventFeed;
 use crate::health::Readiness;
 use crate::metered;
+use crate::posting_queries::PostingQueries;
+use crate::postings::PostingsApi;
 
 /// What the jobboard services are built from.
 pub(crate) struct ServiceContext {
@@ -26,12 +35,17 @@ pub(crate) struct ServiceContext {
     pub(crate) auth: Authenticator,
     /// Cancelled when shutdown begins: long-lived streams end on it.
     pub(crate) stopping: CancellationToken,
+    /// The write side of postings.
+    pub(crate) commands: PostingCommands,
+    /// The read side of postings.
+    pub(crate) postings_view: PostingsView,
+    /// The projectors, for read-your-writes waits.
+    pub(crate) projections: ProjectionRuntime,
 }
 
-/// The routes of every service, and what health, reflection and metrics need to know of them.
+/// The routes of every service, and what metrics need to know of them.
 pub(crate) struct Services {
     pub(crate) routes: Routes,
-    pub(crate) readiness: Readiness,
     /// `package.Service/Method` of every served method, for metric labels.
     pub(crate) methods: HashSet<String>,
 }
@@ -45,6 +59,16 @@ fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<St
     names.push(name_of(&feed).to_owned());
     routes.add_service(feed);
 
+    let postings = PostingsApi::new(ctx.commands.clone());
+    let postings = PostingsServiceServer::with_interceptor(postings, ctx.auth.clone());
+    names.push(name_of(&postings).to_owned());
+    routes.add_service(postings);
+
+    let queries = PostingQueries::new(ctx.postings_view.clone(), ctx.projections.clone());
+    let queries = PostingQueryServiceServer::with_interceptor(queries, ctx.auth.clone());
+    names.push(name_of(&queries).to_owned());
+    routes.add_service(queries);
+
     names
 }
 
@@ -52,13 +76,14 @@ fn name_of<S: NamedService>(_: &S) -> &'static str {
     S::NAME
 }
 
-/// Builds every route: the jobboard services, health and reflection (v1 and v1alpha).
-pub(crate) async fn build(ctx: &ServiceContext) -> Result<Services, Error> {
+/// Builds every route: the jobboard services, health (reporting `readiness`, which learns the
+/// services' names here) and reflection (v1 and v1alpha).
+pub(crate) async fn build(ctx: &ServiceContext, readiness: &Readiness) -> Result<Services, Error> {
     let mut routes = RoutesBuilder::default();
     let jobboard = jobboard_services(&mut routes, ctx);
 
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let readiness = Readiness::new(reporter, jobboard.clone()).await;
+    readiness.add_services(jobboard.clone()).await;
+    let health = HealthServer::new(HealthService::from_health_reporter(readiness.reporter()));
     let health_name = name_of(&health).to_owned();
     routes.add_service(health);
 
@@ -92,7 +117,6 @@ pub(crate) async fn build(ctx: &ServiceContext) -> Result<Services, Error> {
     let methods = metered::method_names(&descriptor_sets, &advertised)?;
     Ok(Services {
         routes: routes.routes().prepare(),
-        readiness,
         methods,
     })
 }

@@ -3,14 +3,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use jobboard_app::{PostingCommands, TimerOptions, Timers};
+use jobboard_domain::{Clock, SystemClock};
 use jobboard_eventstore::{EventStore, StoreOptions};
+use jobboard_projections::postings::{PostingsProjector, PostingsView};
+use jobboard_projections::{ProjectionRuntime, ViewDb};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
 
 use crate::auth::{Authenticator, TokenKeys};
 use crate::config::{Config, redact_url};
@@ -24,16 +31,27 @@ use crate::telemetry::MetricsEndpoint;
 /// noticed.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// How long shutdown waits for the timers and projectors to stop once cancelled. A projector
+/// batch or a timer firing takes milliseconds; this only keeps a hung one from hanging shutdown.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(10);
+
 /// The service, built and bound but not yet serving.
 ///
-/// `build` binds the sockets (port 0 picks a free one) and opens the store, running its
-/// migrations; [`Application::run_until_stopped`] serves until the shutdown future completes.
+/// `build` binds the sockets (port 0 picks a free one), opens the store and the read models
+/// (migrations run here), starts the projectors and the timers, and assembles the services;
+/// [`Application::run_until_stopped`] serves until the shutdown future completes. An application
+/// dropped without running stops its projectors and timers.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     grpc_addr: SocketAddr,
     metrics: Option<MetricsEndpoint>,
     store: EventStore,
+    views: ViewDb,
+    projections: ProjectionRuntime,
+    timers: JoinHandle<()>,
+    /// Cancels the projectors and the timers when dropped (a failed or abandoned start).
+    background: DropGuard,
     keys: TokenKeys,
     readiness: Readiness,
     routes: Routes,
@@ -43,9 +61,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Creates the data directory, loads (or generates) the signing key, binds the gRPC and
-    /// metrics sockets, opens the store (migrations run here) and assembles the services.
+    /// Builds the service on the machine's clock: see [`build_with_clock`](Self::build_with_clock).
     pub async fn build(config: Config) -> Result<Self, Error> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Creates the data directory, loads (or generates) the signing key, binds the gRPC and
+    /// metrics sockets, opens the store and the read models (migrations run here), starts the
+    /// projectors (readiness step `projectors`) and the timers, and assembles the services.
+    ///
+    /// Every decision by time reads `clock` (DESIGN.md, "Time"): the aggregates, the timers
+    /// (which look at it every `timer_tick`) and the store's `recorded_at` stamps, so a test
+    /// holding a `FixedClock` moves the whole service through time.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -67,7 +95,17 @@ impl Application {
             Some(addr) => Some(MetricsEndpoint::start(addr).await?),
             None => None,
         };
-        let store = EventStore::open(&config.database_url, StoreOptions::default())
+        // Created first, so that whatever starts below stops again if a later step fails.
+        let background = CancellationToken::new();
+        let background_guard = background.clone().drop_guard();
+        let readiness = Readiness::new(HealthReporter::new(), Vec::new()).await;
+
+        let store_clock = Arc::clone(&clock);
+        let options = StoreOptions {
+            clock: Arc::new(move || store_clock.now()),
+            ..StoreOptions::default()
+        };
+        let store = EventStore::open(&config.database_url, options)
             .await
             .map_err(Error::Store)?;
         tracing::info!(
@@ -75,20 +113,55 @@ impl Application {
             url = %redact_url(&config.database_url),
             "event store open, migrations applied"
         );
+        let views = ViewDb::open(&config.database_url)
+            .await
+            .map_err(Error::Views)?;
+        let projectors = readiness.step("projectors").await;
+        let projections = ProjectionRuntime::spawn(
+            views.clone(),
+            store.clone(),
+            vec![Arc::new(PostingsProjector)],
+            background.clone(),
+        )
+        .await
+        .map_err(Error::Projections)?;
+        projectors.done().await;
+
+        let commands = PostingCommands::new(store.clone(), Arc::clone(&clock));
+        let timers = Timers::with_options(
+            store.clone(),
+            commands.clone(),
+            clock,
+            TimerOptions {
+                tick: config.timer_tick,
+            },
+        );
+        let timers = tokio::spawn(timers.run(background.clone()));
+
         let stopping = CancellationToken::new();
-        let services = services::build(&ServiceContext {
-            store: store.clone(),
-            auth: Authenticator::new(keys.clone()),
-            stopping: stopping.clone(),
-        })
+        let services = services::build(
+            &ServiceContext {
+                store: store.clone(),
+                auth: Authenticator::new(keys.clone()),
+                stopping: stopping.clone(),
+                commands,
+                postings_view: PostingsView::new(views.clone()),
+                projections: projections.clone(),
+            },
+            &readiness,
+        )
         .await?;
         Ok(Self {
             listener,
             grpc_addr,
             metrics,
             store,
+            views,
+            projections,
+            timers,
+            background: background_guard,
             keys,
-            readiness: services.readiness,
+            readiness,
             routes: services.routes,
             methods: services.methods,
             stopping,
@@ -116,22 +189,28 @@ impl Application {
         &self.keys
     }
 
-    /// The hook for startup steps that must finish before the services report SERVING
-    /// (e.g. projectors catching up): `let step = app.readiness().step("projectors").await;`,
+    /// The hook for startup steps that must finish before the services report SERVING (`build`
+    /// itself registers `projectors`): `let step = app.readiness().step("warm-up").await;`,
     /// later `step.done().await`.
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
     }
 
-    /// Serves until `shutdown` completes, then stops gracefully: health turns NOT_SERVING,
-    /// subscriptions end with UNAVAILABLE, no new connections are accepted, in-flight calls get
-    /// `shutdown_grace` to finish, and the store is closed (pending appends commit first).
+    /// Serves until `shutdown` completes, then stops gracefully, in this order: health turns
+    /// NOT_SERVING and subscriptions end with UNAVAILABLE; no new connections are accepted and
+    /// in-flight calls get `shutdown_grace` to finish; the timers and projectors are cancelled
+    /// and awaited (each projector commits its checkpoint with its last batch); the read models
+    /// and the store are closed (pending appends commit first).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Self {
             listener,
             grpc_addr,
             metrics,
             store,
+            views,
+            projections,
+            timers,
+            background,
             readiness,
             routes,
             methods,
@@ -177,6 +256,25 @@ impl Application {
             }
         };
         stopping.cancel();
+        // Only now that no call can send a command: a timer firing or a projector batch in
+        // flight finishes (and commits) before the databases close under it.
+        background.disarm().cancel();
+        let background_stopped = async {
+            if let Err(error) = timers.await {
+                tracing::error!(%error, "the timers task failed");
+            }
+            projections.stopped().await;
+        };
+        if tokio::time::timeout(BACKGROUND_GRACE, background_stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?BACKGROUND_GRACE,
+                "timers or projectors did not stop in time; closing the databases under them"
+            );
+        }
+        views.close().await;
         store.close().await;
         drop(metrics);
         tracing::info!("stopped");

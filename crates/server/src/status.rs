@@ -1,14 +1,17 @@
 //! The one mapping from errors to gRPC statuses, with google.rpc rich error details.
 //!
 //! Every layer's error converts into a [`Failure`] (the error model of `common.proto`), and
-//! [`to_status`] turns a failure into a `tonic::Status`. Adding a layer (the command layer, the
-//! domain) means writing one `From<its::Error> for Failure`; nothing else changes.
+//! [`to_status`] turns a failure into a `tonic::Status`: the event store's, the command layer's
+//! (with the domain's refusals inside it), the projections'. Adding a layer means writing one
+//! `From<its::Error> for Failure`; nothing else changes.
 //!
 //! Database and internal details never reach callers: an internal error answers with an opaque
 //! reference, and the full error chain is logged under that reference.
 
 use std::error::Error as StdError;
 
+use jobboard_domain::PostingError;
+use jobboard_domain::posting::FieldViolation as DomainViolation;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation, StatusExt as _};
 use uuid::Uuid;
@@ -180,6 +183,113 @@ impl From<jobboard_eventstore::Error> for Failure {
     }
 }
 
+impl From<jobboard_app::Error> for Failure {
+    fn from(error: jobboard_app::Error) -> Self {
+        use jobboard_app::Error as E;
+        match error {
+            E::Invalid(violations) => invalid_arguments(&violations),
+            E::Domain(refusal) => refusal.into(),
+            E::PermissionDenied(message) => Self::PermissionDenied(message),
+            // The message says which version was expected and which was found: what the client
+            // needs to reload and decide again.
+            conflict @ E::Conflict { .. } => Self::Conflict(conflict.to_string()),
+            E::CommandIdReused => Self::invalid_field(
+                "command_id",
+                "was already used for another command; choose a new command id",
+            ),
+            E::Unavailable(jobboard_eventstore::Error::Closed) => Self::Unavailable {
+                message: "the service is shutting down; retry with the same command id".into(),
+                source: None,
+            },
+            E::Unavailable(source) => Self::Unavailable {
+                message: "the event store is unavailable; retry later with the same command id"
+                    .into(),
+                source: Some(Box::new(source)),
+            },
+            internal @ E::Internal { .. } => Self::Internal(Box::new(internal)),
+        }
+    }
+}
+
+impl From<PostingError> for Failure {
+    fn from(error: PostingError) -> Self {
+        match error {
+            PostingError::InvalidContent(violations) => invalid_arguments(&violations),
+            // R-POST-3: the request was well formed; the saved draft is what lacks the fields,
+            // so each gap is a precondition, not a bad field of this request.
+            PostingError::Incomplete(gaps) => Self::FailedPrecondition {
+                rule: "R-POST-3".into(),
+                message: format!(
+                    "the saved draft is incomplete for a registration request: {}",
+                    join(&gaps)
+                ),
+                violations: gaps
+                    .iter()
+                    .map(|gap| PreconditionViolation::new(INCOMPLETE, &gap.field, &gap.description))
+                    .collect(),
+            },
+            PostingError::Rule { rule, message } => Self::rule(rule, message),
+            not_found @ PostingError::NotFound => Self::NotFound(not_found.to_string()),
+            exists @ PostingError::AlreadyExists => Self::AlreadyExists(exists.to_string()),
+        }
+    }
+}
+
+impl From<jobboard_projections::Error> for Failure {
+    fn from(error: jobboard_projections::Error) -> Self {
+        use jobboard_projections::Error as E;
+        match error {
+            E::Timeout {
+                wanted,
+                reached,
+                timeout,
+                ..
+            } => Self::DeadlineExceeded(format!(
+                "the view did not reach position {wanted} within {timeout:?} (it is at \
+                 {reached}); retry later"
+            )),
+            E::InvalidPageToken => Self::invalid_field(
+                "page_token",
+                "is not a next_page_token of this list; start again with an empty token",
+            ),
+            E::Stopped => Self::Unavailable {
+                message: "the service is shutting down; retry on another instance".into(),
+                source: None,
+            },
+            error if error.is_unavailable() => Self::Unavailable {
+                message: "the read model is unavailable; retry later".into(),
+                source: Some(Box::new(error)),
+            },
+            // An unknown projector is the server's own bug; the rest are database failures or
+            // broken rows, whose details belong in the log only.
+            error => Self::Internal(Box::new(error)),
+        }
+    }
+}
+
+/// The `PreconditionFailure` type of a field a registration request needs (R-POST-3).
+pub const INCOMPLETE: &str = "INCOMPLETE";
+
+/// INVALID_ARGUMENT listing every violation; the domain's field paths are the proto's (a test
+/// in `convert` checks them against the contract's descriptors).
+fn invalid_arguments(violations: &[DomainViolation]) -> Failure {
+    Failure::InvalidArgument {
+        message: format!("invalid request: {}", join(violations)),
+        violations: violations
+            .iter()
+            .map(|v| FieldViolation::new(&v.field, &v.description))
+            .collect(),
+    }
+}
+
+fn join(violations: &[DomainViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use jobboard_eventstore::{Error as StoreError, ExpectedVersion};
@@ -313,6 +423,142 @@ mod tests {
             reason: "bad json".into(),
         });
         assert_eq!(status.code(), Code::Internal);
+    }
+
+    fn violation(field: &str, description: &str) -> DomainViolation {
+        DomainViolation {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn invalid_content_lists_every_field() {
+        let status = to_status(jobboard_app::Error::Domain(PostingError::InvalidContent(
+            vec![
+                violation("content.name", "must not be blank"),
+                violation("content.title", "must not be blank"),
+            ],
+        )));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<_> = status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(fields, ["content.name", "content.title"]);
+        let status = to_status(jobboard_app::Error::invalid("posting_id", "must be set"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn an_incomplete_draft_fails_r_post_3_with_every_gap() {
+        // R-POST-3: a registration request needs a complete posting.
+        let status = to_status(jobboard_app::Error::Domain(PostingError::Incomplete(vec![
+            violation("content.description", "must not be blank"),
+            violation("content.location", "must not be blank"),
+        ])));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "R-POST-3");
+        let gaps = status
+            .get_details_precondition_failure()
+            .unwrap()
+            .violations;
+        assert_eq!(gaps.len(), 2);
+        assert_eq!(gaps[0].r#type, INCOMPLETE);
+        assert_eq!(gaps[0].subject, "content.description");
+    }
+
+    #[test]
+    fn rule_refusals_carry_their_rule_id() {
+        // R-POST-4: a publish date in the past.
+        let status = to_status(PostingError::Rule {
+            rule: "R-POST-4",
+            message: "publish date 2026-01-01 is before today".into(),
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "R-POST-4");
+        assert!(status.message().contains("before today"));
+    }
+
+    #[test]
+    fn command_layer_errors_map_to_their_codes() {
+        use jobboard_app::Error as E;
+        let cases = [
+            (E::Domain(PostingError::NotFound), Code::NotFound),
+            (E::Domain(PostingError::AlreadyExists), Code::AlreadyExists),
+            (
+                E::PermissionDenied("not yours".into()),
+                Code::PermissionDenied,
+            ),
+            (E::CommandIdReused, Code::InvalidArgument),
+            (E::Unavailable(StoreError::Closed), Code::Unavailable),
+            (
+                E::Unavailable(StoreError::Database(sqlx::Error::PoolTimedOut)),
+                Code::Unavailable,
+            ),
+            (
+                E::internal("a stored event does not decode"),
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(to_status(error).code(), code);
+        }
+        let status = to_status(E::CommandIdReused);
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            "command_id"
+        );
+        let status = to_status(E::internal("posting-1 jumps from version 2 to 4"));
+        assert!(
+            !status.message().contains("posting-1"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn a_conflict_is_aborted_and_says_expected_and_actual() {
+        let status = to_status(jobboard_app::Error::Conflict {
+            expected: 3,
+            actual: 4,
+        });
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(
+            status.message().contains("expected version 3"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("at version 4"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn projection_errors_map_to_their_codes() {
+        use jobboard_projections::Error as E;
+        let status = to_status(E::Timeout {
+            projector: "postings".into(),
+            wanted: jobboard_eventstore::Checkpoint { tx: 9, position: 9 },
+            reached: jobboard_eventstore::Checkpoint { tx: 8, position: 8 },
+            timeout: std::time::Duration::from_secs(5),
+        });
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        let status = to_status(E::InvalidPageToken);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.get_details_bad_request().unwrap().field_violations[0].field,
+            "page_token"
+        );
+        assert_eq!(to_status(E::Stopped).code(), Code::Unavailable);
+        let status = to_status(E::Database(sqlx::Error::Protocol("no such table".into())));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("table"));
     }
 
     #[test]

@@ -70,6 +70,21 @@ async fn expired_tokens_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn tokens_without_an_organisation_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let mut claims = Claims::new(
+        &caller(Role::Ops),
+        app.keys.issuer(),
+        Utc::now(),
+        Duration::from_secs(600),
+    );
+    claims.org = None;
+    let token = app.keys.sign(&claims).unwrap();
+    let status = read_all_with(&app, Some(token.clone())).await;
+    assert_unauthenticated(&status, "token has no organisation", Some(&token));
+}
+
+#[tokio::test]
 async fn employers_and_agencies_may_not_read_the_feed() {
     let app = TestApp::spawn().await;
     for role in [Role::Employer, Role::Agency] {

@@ -41,6 +41,8 @@ async fn the_token_subcommand_prints_a_token_the_server_accepts() {
             config_path.to_str().unwrap(),
             "--role",
             "auditor",
+            "--org",
+            "audit-office",
             "--subject",
             "carol",
             "--ttl",
@@ -68,6 +70,7 @@ async fn the_token_subcommand_prints_a_token_the_server_accepts() {
         .expect("the token verifies with the configured key");
     assert_eq!(caller.subject, "carol");
     assert_eq!(caller.role, Role::Auditor);
+    assert_eq!(caller.organisation, "audit-office");
 
     // And a server on the same configuration accepts it.
     let mut config = config;
@@ -80,7 +83,48 @@ async fn the_token_subcommand_prints_a_token_the_server_accepts() {
 }
 
 #[test]
-fn the_token_subcommand_refuses_an_employer_without_an_organisation() {
+fn the_token_subcommand_refuses_a_token_without_an_organisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(dir.path(), "");
+    let config = config_path.to_str().unwrap();
+    // Every role acts for an organisation, the operator's office and services included.
+    for role in ["employer", "operator", "service"] {
+        let output = jobboard(
+            &[
+                "token",
+                "--config",
+                config,
+                "--role",
+                role,
+                "--subject",
+                "dave",
+            ],
+            &[],
+        );
+        assert!(!output.status.success(), "{role}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--org"), "{role}: {stderr}");
+    }
+    let output = jobboard(
+        &[
+            "token",
+            "--config",
+            config,
+            "--role",
+            "ops",
+            "--org",
+            " ",
+            "--subject",
+            "dave",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("organisation"));
+}
+
+#[test]
+fn the_token_subcommand_lists_the_roles_it_knows() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), "");
     let output = jobboard(
@@ -89,14 +133,17 @@ fn the_token_subcommand_refuses_an_employer_without_an_organisation() {
             "--config",
             config_path.to_str().unwrap(),
             "--role",
-            "employer",
+            "admin",
+            "--org",
+            "org-1",
             "--subject",
             "dave",
         ],
         &[],
     );
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("organisation"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("employer, agency, operator"), "{stderr}");
 }
 
 #[test]

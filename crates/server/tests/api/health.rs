@@ -17,6 +17,11 @@ async fn health_reports_serving_once_started() {
     let app = TestApp::spawn().await;
     app.wait_for_health("", ServingStatus::Serving).await;
     app.wait_for_health(FEED, ServingStatus::Serving).await;
+    // The posting services too: their projectors started during `build`.
+    app.wait_for_health("jobboard.v1.PostingsService", ServingStatus::Serving)
+        .await;
+    app.wait_for_health("jobboard.v1.PostingQueryService", ServingStatus::Serving)
+        .await;
 }
 
 #[tokio::test]
@@ -66,6 +71,8 @@ async fn reflection_lists_the_served_services() {
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
             FEED,
+            "jobboard.v1.PostingQueryService",
+            "jobboard.v1.PostingsService",
         ]
     );
 

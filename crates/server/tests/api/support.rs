@@ -97,7 +97,7 @@ impl TestApp {
         }
     }
 
-    /// A token for `role` (organisation `org-1` where the role needs one).
+    /// A token for `role`, acting for organisation `org-1`.
     pub(crate) fn token(&self, role: Role) -> String {
         self.keys
             .issue(&caller(role), Duration::from_secs(600))
@@ -161,13 +161,9 @@ pub(crate) fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
-/// A caller of `role`, with an organisation where the role needs one.
+/// A caller of `role`, acting for organisation `org-1` (every token names one).
 pub(crate) fn caller(role: Role) -> Caller {
-    Caller {
-        subject: format!("{role}-user"),
-        role,
-        organisation: role.needs_organisation().then(|| "org-1".to_owned()),
-    }
+    Caller::new(format!("{role}-user"), role, "org-1")
 }
 
 /// Polls `check` until it holds, failing the test after [`DEADLINE`].

@@ -1,0 +1,264 @@
+//! `jobboard.v1.PostingsService`: the posting commands, over the command layer.
+//!
+//! Each rpc parses its request at the edge (`convert`), reporting every bad field at once, and
+//! hands one domain command with its [`CommandContext`] to [`PostingCommands::execute`], which
+//! authorises the caller, decides and appends. Who may send what is the command layer's table
+//! (`jobboard_app::PostingCommands`), not this module's: the server holds no business rule.
+
+use jobboard_app::{CommandContext, CommandOutcome, PostingCommands};
+use jobboard_domain::PostingCommand;
+use jobboard_domain::posting::{
+    ApprovePosting, CreateDraft, DiscardDraft, OrganisationId, PostingContent, PostingId,
+    RequestWithdrawal, ReturnPosting, SaveDraft, SubmitForReview,
+};
+use jobboard_proto::v1 as pb;
+use jobboard_proto::v1::postings_service_server::PostingsService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::auth::caller_of;
+use crate::convert::{self, Violations};
+use crate::status::{Failure, to_status};
+
+/// The posting commands service.
+#[derive(Clone, Debug)]
+pub struct PostingsApi {
+    commands: PostingCommands,
+}
+
+impl PostingsApi {
+    /// The service over `commands`.
+    pub fn new(commands: PostingCommands) -> Self {
+        Self { commands }
+    }
+
+    async fn execute(
+        &self,
+        ctx: &CommandContext,
+        posting_id: Option<PostingId>,
+        command: impl Into<PostingCommand>,
+    ) -> Result<CommandOutcome, Status> {
+        self.commands
+            .execute(ctx, posting_id, command.into())
+            .await
+            .map_err(to_status)
+    }
+}
+
+/// A request's parts that every command has: its context and the posting it names.
+struct Parsed {
+    ctx: CommandContext,
+    posting_id: Option<PostingId>,
+    violations: Violations,
+}
+
+/// Parses the fields shared by the commands on an existing posting.
+fn parse<T>(
+    request: &Request<T>,
+    command_id: String,
+    posting_id: &str,
+    expected_version: Option<u64>,
+) -> Result<Parsed, Status> {
+    let caller = caller_of(request)?;
+    let mut violations = Violations::default();
+    let ctx = convert::command_context(caller, command_id, expected_version, &mut violations);
+    let posting_id = convert::posting_id("posting_id", posting_id, true, &mut violations);
+    Ok(Parsed {
+        ctx,
+        posting_id,
+        violations,
+    })
+}
+
+/// Adds the domain's own draft checks to a request that is already refused, so it lists every
+/// problem at once. A request the edge accepts leaves them to the aggregate, which looks at the
+/// posting's state first (saving while pending review is R-POST-3, whatever the content).
+fn with_draft_checks(content: &PostingContent, violations: &mut Violations) {
+    if !violations.is_empty() {
+        violations.extend(content.draft_violations());
+    }
+}
+
+/// The value of a field that parsed without violations; a `None` here would be a bug in
+/// `convert` (a refused field must record a violation).
+fn accepted<T>(value: Option<T>, field: &str) -> Result<T, Status> {
+    value.ok_or_else(|| {
+        to_status(Failure::Internal(
+            format!("{field} was refused without a violation").into(),
+        ))
+    })
+}
+
+fn result(outcome: &CommandOutcome) -> Option<pb::CommandResult> {
+    Some(convert::to_command_result(outcome))
+}
+
+#[tonic::async_trait]
+impl PostingsService for PostingsApi {
+    async fn create_draft(
+        &self,
+        request: Request<pb::CreateDraftRequest>,
+    ) -> Result<Response<pb::CreateDraftResponse>, Status> {
+        let caller = caller_of(&request)?.clone();
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let ctx = convert::command_context(&caller, request.command_id, None, &mut violations);
+        let posting_id =
+            convert::posting_id("posting_id", &request.posting_id, false, &mut violations);
+        let language = convert::language(request.language, &mut violations);
+        let content = convert::content(request.content, &mut violations);
+        with_draft_checks(&content, &mut violations);
+        violations.finish().map_err(to_status)?;
+        let command = CreateDraft {
+            // The command layer sets both: the posting id it settles on (given or generated) and
+            // the caller's organisation, so an employer can only create its own postings.
+            posting_id: posting_id.unwrap_or(PostingId::new(Uuid::nil())),
+            organisation_id: OrganisationId::new(Uuid::nil()),
+            language: accepted(language, "language")?,
+            content,
+        };
+        let outcome = self.execute(&ctx, posting_id, command).await?;
+        Ok(Response::new(pb::CreateDraftResponse {
+            result: result(&outcome),
+            posting_id: outcome.posting_id.to_string(),
+        }))
+    }
+
+    async fn save_draft(
+        &self,
+        request: Request<pb::SaveDraftRequest>,
+    ) -> Result<Response<pb::SaveDraftResponse>, Status> {
+        let Parsed {
+            ctx,
+            posting_id,
+            mut violations,
+        } = {
+            let r = request.get_ref();
+            parse(
+                &request,
+                r.command_id.clone(),
+                &r.posting_id,
+                r.expected_version,
+            )?
+        };
+        let content = convert::content(request.into_inner().content, &mut violations);
+        with_draft_checks(&content, &mut violations);
+        violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&ctx, posting_id, SaveDraft { content })
+            .await?;
+        Ok(Response::new(pb::SaveDraftResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn discard_draft(
+        &self,
+        request: Request<pb::DiscardDraftRequest>,
+    ) -> Result<Response<pb::DiscardDraftResponse>, Status> {
+        let r = request.get_ref();
+        let parsed = parse(
+            &request,
+            r.command_id.clone(),
+            &r.posting_id,
+            r.expected_version,
+        )?;
+        parsed.violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&parsed.ctx, parsed.posting_id, DiscardDraft)
+            .await?;
+        Ok(Response::new(pb::DiscardDraftResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn submit_for_review(
+        &self,
+        request: Request<pb::SubmitForReviewRequest>,
+    ) -> Result<Response<pb::SubmitForReviewResponse>, Status> {
+        let r = request.get_ref();
+        let parsed = parse(
+            &request,
+            r.command_id.clone(),
+            &r.posting_id,
+            r.expected_version,
+        )?;
+        parsed.violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&parsed.ctx, parsed.posting_id, SubmitForReview)
+            .await?;
+        Ok(Response::new(pb::SubmitForReviewResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn return_posting(
+        &self,
+        request: Request<pb::ReturnPostingRequest>,
+    ) -> Result<Response<pb::ReturnPostingResponse>, Status> {
+        let r = request.get_ref();
+        let parsed = parse(
+            &request,
+            r.command_id.clone(),
+            &r.posting_id,
+            r.expected_version,
+        )?;
+        parsed.violations.finish().map_err(to_status)?;
+        // `operator` is not recorded: the actor of the event is the token's subject, and the
+        // command layer has no place for further audit fields yet.
+        let reasons = request.into_inner().reasons;
+        let outcome = self
+            .execute(&parsed.ctx, parsed.posting_id, ReturnPosting { reasons })
+            .await?;
+        Ok(Response::new(pb::ReturnPostingResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn approve_posting(
+        &self,
+        request: Request<pb::ApprovePostingRequest>,
+    ) -> Result<Response<pb::ApprovePostingResponse>, Status> {
+        let r = request.get_ref();
+        let Parsed {
+            ctx,
+            posting_id,
+            mut violations,
+        } = parse(
+            &request,
+            r.command_id.clone(),
+            &r.posting_id,
+            r.expected_version,
+        )?;
+        let publish_date =
+            convert::required_date("publish_date", r.publish_date.as_ref(), &mut violations);
+        violations.finish().map_err(to_status)?;
+        let command = ApprovePosting {
+            publish_date: accepted(publish_date, "publish_date")?,
+        };
+        let outcome = self.execute(&ctx, posting_id, command).await?;
+        Ok(Response::new(pb::ApprovePostingResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn request_withdrawal(
+        &self,
+        request: Request<pb::RequestWithdrawalRequest>,
+    ) -> Result<Response<pb::RequestWithdrawalResponse>, Status> {
+        let r = request.get_ref();
+        let parsed = parse(
+            &request,
+            r.command_id.clone(),
+            &r.posting_id,
+            r.expected_version,
+        )?;
+        parsed.violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&parsed.ctx, parsed.posting_id, RequestWithdrawal)
+            .await?;
+        Ok(Response::new(pb::RequestWithdrawalResponse {
+            result: result(&outcome),
+        }))
+    }
+}
