@@ -13,10 +13,11 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# The usual benchmarks, printed as a table (PostgreSQL at DATABASE_URL or the local server).
-bench:
+# The usual benchmarks (event store, then commands through the gRPC service), printed as a table
+# of medians of RUNS runs (PostgreSQL at DATABASE_URL or the local server).
+bench RUNS="3":
     cargo build --release -p jobboard-bench
-    ./scripts/bench-table
+    ./scripts/bench-table {{RUNS}}
 
 # What CI runs.
 ci:

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 both_backends!(
     a_restarted_view_equals_a_rebuild_and_applies_each_event_once,
     wait_for_returns_once_the_checkpoint_is_committed_and_times_out_otherwise,
-    unknown_event_types_advance_the_checkpoint,
+    unknown_event_types_and_foreign_streams_advance_the_checkpoint,
     an_undecodable_posting_event_stops_the_projector_without_skipping_it,
     graceful_shutdown_commits_the_batch_in_flight,
 );
@@ -354,7 +354,7 @@ async fn wait_for_returns_once_the_checkpoint_is_committed_and_times_out_otherwi
         .expect("what was reached stays reached");
 }
 
-async fn unknown_event_types_advance_the_checkpoint(kind: Kind) {
+async fn unknown_event_types_and_foreign_streams_advance_the_checkpoint(kind: Kind) {
     let t = TestDb::new(kind).await;
     let store = t.store().await;
     let db = t.views().await;
@@ -362,6 +362,14 @@ async fn unknown_event_types_advance_the_checkpoint(kind: Kind) {
     let id = posting_id(1);
 
     append_raw(&store, "account-1", "AccountOpened", json!({ "name": "x" })).await;
+    // A stream that shares the prefix but names no posting id is another writer's, not a posting.
+    append_raw(
+        &store,
+        "posting-demo-1",
+        "PostingDrafted",
+        json!({ "type": "PostingDrafted", "title": "not ours" }),
+    )
+    .await;
     append(&store, id, &[drafted(id, organisation(1), "Postdoc")]).await;
     let unknown = append_raw(
         &store,
@@ -372,7 +380,7 @@ async fn unknown_event_types_advance_the_checkpoint(kind: Kind) {
     .await;
     caught_up(&runtime, unknown.checkpoint).await;
     let status = &runtime.status()[0];
-    assert_eq!((status.checkpoint, status.events), (unknown.checkpoint, 3));
+    assert_eq!((status.checkpoint, status.events), (unknown.checkpoint, 4));
     assert_eq!(status.last_error, None);
     let view = PostingsView::new(db.clone());
     assert_eq!(view.get(id).await.unwrap().unwrap().version, 1);
@@ -392,7 +400,7 @@ async fn unknown_event_types_advance_the_checkpoint(kind: Kind) {
     assert_eq!((row.version, row.draft_version), (3, 2));
     stop(&runtime, &shutdown).await;
     let stored = stored(&db, postings::PROJECTOR).await;
-    assert_eq!((stored.checkpoint, stored.events), (saved.checkpoint, 4));
+    assert_eq!((stored.checkpoint, stored.events), (saved.checkpoint, 5));
 }
 
 async fn an_undecodable_posting_event_stops_the_projector_without_skipping_it(kind: Kind) {

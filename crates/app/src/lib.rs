@@ -35,6 +35,6 @@ pub use auth::{Caller, CommandContext, Role, UnknownRole};
 pub use error::Error;
 pub use postings::{
     COMMAND_DURATION_SECONDS, COMMANDS_TOTAL, CommandOptions, CommandOutcome, MAX_COMMAND_ID_CHARS,
-    PostingCommands, stream_of,
+    PostingCommands, command_id_violations, stream_of,
 };
 pub use timers::{TIMER_SUBJECT, TIMERS_PENDING, TimerOptions, Timers};

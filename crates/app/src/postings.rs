@@ -508,6 +508,30 @@ fn scoped_command_id(organisation: &str, command_id: &str) -> String {
     format!("{organisation}/sha256:{hex}")
 }
 
+/// What is wrong with a client's command id (field `command_id`); empty when it is fine.
+///
+/// Public so that the edge can report a bad command id together with the rest of a request's
+/// problems; `execute` checks it again.
+pub fn command_id_violations(command_id: &str) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    let mut problem = |description: &str| {
+        violations.push(FieldViolation {
+            field: "command_id".to_owned(),
+            description: description.to_owned(),
+        });
+    };
+    let chars = command_id.chars().count();
+    if chars == 0 {
+        problem("must not be empty");
+    } else if chars > MAX_COMMAND_ID_CHARS {
+        problem("must be at most 200 characters");
+    }
+    if command_id.chars().any(char::is_control) {
+        problem("must not contain control characters");
+    }
+    violations
+}
+
 /// Checks the request's own fields (`Invalid`) and the caller's claims (`PermissionDenied`).
 fn validate(
     ctx: &CommandContext,
@@ -522,14 +546,8 @@ fn validate(
             description: description.to_owned(),
         });
     };
-    let command_id_chars = ctx.command_id.chars().count();
-    if command_id_chars == 0 {
-        problem("command_id", "must not be empty");
-    } else if command_id_chars > MAX_COMMAND_ID_CHARS {
-        problem("command_id", "must be at most 200 characters");
-    }
-    if ctx.command_id.chars().any(char::is_control) {
-        problem("command_id", "must not contain control characters");
+    for violation in command_id_violations(&ctx.command_id) {
+        problem(&violation.field, &violation.description);
     }
     for (field, value) in [
         ("correlation_id", &ctx.correlation_id),

@@ -101,8 +101,11 @@ async fn two_timer_instances_firing_together_publish_once(kind: Kind) {
     let (a, b) = (app.timers(), app.timers());
     app.clock.set(jst("2026-02-01T00:00:00"));
     let (fired_a, fired_b) = tokio::join!(a.fire_due(), b.fire_due());
-    // R-POST-4: both instances fire; the second is answered as a duplicate of the first.
-    assert_eq!(fired_a.unwrap() + fired_b.unwrap(), 2);
+    // R-POST-4: each instance fires the deadline unless the other's publication reached its
+    // schedule first (then it is already settled there); a second firing is answered as a
+    // duplicate of the first. Either way the posting is published once.
+    let fired = fired_a.unwrap() + fired_b.unwrap();
+    assert!((1..=2).contains(&fired), "fired {fired} times");
     assert_eq!(count(&app.store, id, "PostingPublished").await, 1);
     assert_eq!(app.version(id).await, 4);
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use jobboard_app::{Caller, CommandContext, CommandOutcome, MAX_COMMAND_ID_CHARS};
+use jobboard_app::{Caller, CommandContext, CommandOutcome, command_id_violations};
 use jobboard_domain::PostingStatus;
 use jobboard_domain::posting::{
     AdditionalItem, FieldViolation as DomainViolation, InstitutionType, Language, PostingContent,
@@ -66,7 +66,7 @@ impl Violations {
 
 /// The command context of a request: its caller, command id and expected version.
 ///
-/// The command id is checked here too (the command layer checks it again), so that a request
+/// The command id is checked here (with the command layer's own rule) too, so that a request
 /// with a bad id and bad content learns of both at once.
 pub(crate) fn command_context(
     caller: &Caller,
@@ -74,17 +74,8 @@ pub(crate) fn command_context(
     expected_version: Option<u64>,
     violations: &mut Violations,
 ) -> CommandContext {
-    let chars = command_id.chars().count();
-    if chars == 0 {
-        violations.add("command_id", "must not be empty");
-    } else if chars > MAX_COMMAND_ID_CHARS {
-        violations.add(
-            "command_id",
-            format!("must be at most {MAX_COMMAND_ID_CHARS} characters"),
-        );
-    }
-    if command_id.chars().any(char::is_control) {
-        violations.add("command_id", "must not contain control characters");
+    for violation in command_id_violations(&command_id) {
+        violations.add(&violation.field, violation.description);
     }
     let mut ctx = CommandContext::new(caller.clone(), command_id);
     ctx.expected_version = expected_version;
@@ -533,7 +524,7 @@ mod tests {
         for (id, bad) in [
             ("c-1".to_owned(), false),
             (String::new(), true),
-            ("x".repeat(MAX_COMMAND_ID_CHARS + 1), true),
+            ("x".repeat(jobboard_app::MAX_COMMAND_ID_CHARS + 1), true),
             ("a\nb".to_owned(), true),
         ] {
             let mut violations = Violations::default();

@@ -142,10 +142,18 @@ impl Projector for PostingsProjector {
         if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
             return Ok(());
         }
-        let posting_id: PostingId = stream_key.parse().map_err(|e| Error::Decode {
-            position: event.position,
-            reason: format!("stream {} does not name a posting id: {e}", event.stream_id),
-        })?;
+        // The command layer writes postings only under `posting-{uuid}`; another key is some
+        // other writer's stream that merely shares the prefix, not a posting this view could
+        // show. Skipping it keeps one foreign stream from stalling the view; a posting stream
+        // whose events do not decode still stops it (below).
+        let Ok(posting_id) = stream_key.parse::<PostingId>() else {
+            tracing::warn!(
+                stream = %event.stream_id,
+                position = event.position,
+                "skipping an event of a stream that is not a posting's"
+            );
+            return Ok(());
+        };
         let decoded = decode(event)?;
         let id: Param = posting_id.to_string().into();
         let version: Param = signed(event.version)?.into();

@@ -359,7 +359,6 @@ impl TestApp {
                 posting_id: posting_id.into(),
                 expected_version: None,
                 publish_date: Some(date),
-                operator: "reviewer-1".into(),
             })
             .await
             .map(|r| r.into_inner().result.expect("a result"))
