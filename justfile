@@ -2,7 +2,7 @@
 
 # Run the service on its embedded default (SQLite under ./data/).
 run *ARGS:
-    cargo run --release -p jobboard -- demo {{ARGS}}
+    cargo run --release -p jobboard -- serve {{ARGS}}
 
 # Run the whole test suite (SQLite and PostgreSQL halves).
 test:

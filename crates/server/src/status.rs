@@ -99,6 +99,9 @@ pub fn to_status(error: impl Into<Failure>) -> Status {
             message,
             violations,
         } => {
+            // The rule id leads the message too, for people reading a log or a CLI client
+            // that does not decode the details.
+            let message = format!("{rule}: {message}");
             let mut details =
                 ErrorDetails::with_error_info(rule, ERROR_DOMAIN, std::collections::HashMap::new());
             if !violations.is_empty() {
@@ -480,7 +483,10 @@ mod tests {
         });
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(status.get_details_error_info().unwrap().reason, "R-POST-4");
-        assert!(status.message().contains("before today"));
+        assert_eq!(
+            status.message(),
+            "R-POST-4: publish date 2026-01-01 is before today"
+        );
     }
 
     #[test]
