@@ -34,7 +34,7 @@ mod timers;
 pub use auth::{Caller, CommandContext, Role, UnknownRole};
 pub use error::Error;
 pub use postings::{
-    COMMAND_DURATION_SECONDS, COMMANDS_TOTAL, CommandOptions, CommandOutcome, MAX_COMMAND_ID_CHARS,
-    PostingCommands, command_id_violations, stream_of,
+    APPEND_DURATION_SECONDS, COMMAND_DURATION_SECONDS, COMMANDS_TOTAL, CommandOptions,
+    CommandOutcome, MAX_COMMAND_ID_CHARS, PostingCommands, command_id_violations, stream_of,
 };
 pub use timers::{TIMER_SUBJECT, TIMERS_PENDING, TimerOptions, Timers};

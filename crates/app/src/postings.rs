@@ -59,6 +59,8 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 pub const COMMANDS_TOTAL: &str = "jobboard_commands_total";
 /// Histogram of command handling time in seconds, labelled `command`.
 pub const COMMAND_DURATION_SECONDS: &str = "jobboard_command_duration_seconds";
+/// Histogram of the log append alone (group commit included) in seconds, labelled `command`.
+pub const APPEND_DURATION_SECONDS: &str = "jobboard_append_duration_seconds";
 
 /// How [`PostingCommands`] retries and snapshots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -303,12 +305,15 @@ impl PostingCommands {
             } else {
                 ExpectedVersion::Exact(version)
             };
-            match self
+            let append_began = Instant::now();
+            let appended = self
                 .inner
                 .store
                 .append(&stream, expected, new_events, meta)
-                .await
-            {
+                .await;
+            metrics::histogram!(APPEND_DURATION_SECONDS, "command" => command.name())
+                .record(append_began.elapsed().as_secs_f64());
+            match appended {
                 Ok(appended) => {
                     if !appended.duplicate {
                         // `posting` now holds the committed state: `handle` applied each event

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use jobboard_proto::v1::{ReadAllRequest, SubscribeRequest};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{TestApp, eventually};
+use crate::support::{Bearer, TestApp, eventually};
 
 /// `GET /metrics` over a plain socket (the tests have no HTTP client).
 async fn scrape(addr: SocketAddr) -> String {
@@ -21,8 +21,10 @@ async fn scrape(addr: SocketAddr) -> String {
     response
 }
 
+/// One test only: the process has one Prometheus recorder, which feeds the newest endpoint, so
+/// two tests with endpoints of their own would see each other's calls or none.
 #[tokio::test]
-async fn metrics_count_calls_by_method_and_code() {
+async fn metrics_count_calls_and_time_commands_appends_and_projection_lag() {
     let app = TestApp::spawn_with(|config| {
         config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     })
@@ -43,6 +45,7 @@ async fn metrics_count_calls_by_method_and_code() {
         .await
         .unwrap();
     drop(subscription);
+    create_a_draft(&app).await;
 
     let method = r#"method="jobboard.v1.EventFeedService/ReadAll""#;
     let subscribe = r#"method="jobboard.v1.EventFeedService/Subscribe""#;
@@ -62,6 +65,57 @@ async fn metrics_count_calls_by_method_and_code() {
                 line.starts_with("jobboard_grpc_request_duration_seconds_bucket{")
                     && line.contains(method)
             })
+            && has_line(
+                &body,
+                "jobboard_commands_total{",
+                r#"command="CreateDraft",outcome="ok""#,
+            )
+            && has_line(
+                &body,
+                "jobboard_command_duration_seconds_bucket{",
+                "CreateDraft",
+            )
+            && has_line(
+                &body,
+                "jobboard_append_duration_seconds_bucket{",
+                "CreateDraft",
+            )
+            && has_line(&body, "jobboard_projection_lag_seconds_bucket{", "postings")
     })
     .await;
+}
+
+fn has_line(body: &str, prefix: &str, label: &str) -> bool {
+    body.lines()
+        .any(|line| line.starts_with(prefix) && line.contains(label))
+}
+
+/// A command through the postings service, so that the command layer and the projector record.
+async fn create_a_draft(app: &TestApp) {
+    use jobboard::auth::{Caller, Role};
+    use jobboard_proto::v1::postings_service_client::PostingsServiceClient;
+    use jobboard_proto::v1::{CreateDraftRequest, Language, PostingContent};
+
+    let employer = Caller::new(
+        "alice",
+        Role::Employer,
+        "0193a8d2-0000-7000-8000-000000000001",
+    );
+    let token = app
+        .keys
+        .issue(&employer, std::time::Duration::from_secs(600))
+        .unwrap();
+    PostingsServiceClient::with_interceptor(app.channel.clone(), Bearer(Some(token)))
+        .create_draft(CreateDraftRequest {
+            command_id: "metrics-1".into(),
+            language: Language::Ja.into(),
+            content: Some(PostingContent {
+                name: "RSE".into(),
+                title: "研究ソフトウェアエンジニア".into(),
+                ..PostingContent::default()
+            }),
+            ..CreateDraftRequest::default()
+        })
+        .await
+        .unwrap();
 }
