@@ -4,6 +4,9 @@
 //! - `store`: N writers each append one ~300-byte event per append to streams of their own, with
 //!   the exact expected version, as command handlers do.
 //! - `read-all`: seeds M events, then reads the whole log in global order, decoded into envelopes.
+//! - `grpc`: drives the real service over gRPC with a realistic posting mix (see `grpc.rs`).
+
+mod grpc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +59,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Command latency and throughput through the gRPC service, and how soon the postings view
+    /// shows each command.
+    Grpc(grpc::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,10 +73,29 @@ struct Target {
     write_concurrency: Option<usize>,
 }
 
+impl Target {
+    fn options(&self) -> StoreOptions {
+        let mut options = StoreOptions::default();
+        if let Some(n) = self.write_concurrency {
+            options.write_concurrency = n;
+        }
+        options
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Backend {
     Postgres,
     Sqlite,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
 }
 
 #[tokio::main]
@@ -83,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
             streams_per_writer,
             json,
         } => {
-            let db = FreshDb::create(&target).await?;
+            let db = FreshDb::create(target.backend, target.options()).await?;
             let result = store_bench(&db, writers, events, streams_per_writer.max(1), json).await;
             db.drop().await;
             print_result(result?, json)
@@ -94,10 +119,14 @@ async fn main() -> anyhow::Result<()> {
             page,
             json,
         } => {
-            let db = FreshDb::create(&target).await?;
+            let db = FreshDb::create(target.backend, target.options()).await?;
             let result = read_all_bench(&db, events, page, json).await;
             db.drop().await;
             print_result(result?, json)
+        }
+        Command::Grpc(args) => {
+            let json_only = args.json;
+            print_result(grpc::run(args).await?, json_only)
         }
     }
 }
@@ -309,12 +338,8 @@ enum Place {
 }
 
 impl FreshDb {
-    async fn create(target: &Target) -> anyhow::Result<Self> {
-        let mut options = StoreOptions::default();
-        if let Some(n) = target.write_concurrency {
-            options.write_concurrency = n;
-        }
-        let place = match target.backend {
+    async fn create(backend: Backend, options: StoreOptions) -> anyhow::Result<Self> {
+        let place = match backend {
             Backend::Sqlite => Place::Sqlite {
                 dir: tempfile::tempdir()?,
             },
