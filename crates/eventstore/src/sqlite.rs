@@ -129,23 +129,38 @@ impl SqliteBackend {
         let to = range
             .to_version
             .map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
-        let as_of = range.as_of.map_or(i64::MAX, |t| t.timestamp_micros());
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events
-              WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
-                AND version < coalesce((SELECT min(version) FROM events
-                                         WHERE stream_id = ?1 AND recorded_at > ?4), 9223372036854775807)
-              ORDER BY version"
-        ))
-        .bind(stream)
-        .bind(i64::try_from(range.from_version).unwrap_or(i64::MAX))
-        .bind(to)
-        .bind(as_of)
-        .try_map(|row: SqliteRow| stored_row(&row))
-        .fetch_all(&self.readers)
-        .await?;
+        // Without an as-of time, no subquery: it would visit every event of the stream, and
+        // loading an aggregate must cost the same on a long stream as on a new one.
+        let sql = if range.as_of.is_some() {
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events
+                  WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                    AND version < coalesce((SELECT min(version) FROM events
+                                             WHERE stream_id = ?1 AND recorded_at > ?4),
+                                           9223372036854775807)
+                  ORDER BY version"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE stream_id = ?1 AND version >= ?2 AND version <= ?3
+                  ORDER BY version"
+            )
+        };
+        let mut query = sqlx::query(sql)
+            .bind(stream)
+            .bind(i64::try_from(range.from_version).unwrap_or(i64::MAX))
+            .bind(to);
+        if let Some(as_of) = range.as_of {
+            query = query.bind(as_of.timestamp_micros());
+        }
+        let rows = query
+            .try_map(|row: SqliteRow| stored_row(&row))
+            .fetch_all(&self.readers)
+            .await?;
         Ok(rows)
     }
 
