@@ -13,7 +13,7 @@ use support::{
     posting_id, spawn_postings, stop,
 };
 
-both_backends!(
+jobboard_testkit::on_both_backends!(
     the_view_follows_a_posting_through_its_lifecycle,
     lists_page_newest_first_with_filters_and_stable_tokens,
 );

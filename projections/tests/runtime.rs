@@ -22,7 +22,7 @@ use support::{
 };
 use tokio::sync::Notify;
 
-both_backends!(
+jobboard_testkit::on_both_backends!(
     a_restarted_view_equals_a_rebuild_and_applies_each_event_once,
     wait_for_returns_once_the_checkpoint_is_committed_and_times_out_otherwise,
     unknown_event_types_and_foreign_streams_advance_the_checkpoint,

@@ -19,7 +19,7 @@ use support::{
 };
 use uuid::Uuid;
 
-backends!(
+jobboard_testkit::on_both_backends!(
     a_posting_goes_from_draft_to_withdrawn_one_version_at_a_time,
     a_stale_expected_version_is_a_conflict_and_writes_nothing,
     a_retried_command_answers_its_first_outcome_after_the_posting_moved_on,

@@ -12,7 +12,7 @@ use jobboard_eventstore::{EventStore, StreamRange};
 use support::{App, Kind, ORG_A, ctx, employer, eventually, jst};
 use tokio_util::sync::CancellationToken;
 
-backends!(
+jobboard_testkit::on_both_backends!(
     publication_fires_at_its_due_instant_and_not_a_second_before,
     withdrawal_completes_at_22_00_of_the_day_it_was_requested,
     two_timer_instances_firing_together_publish_once,

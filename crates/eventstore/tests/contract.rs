@@ -15,7 +15,7 @@ use jobboard_eventstore::{
 use serde_json::json;
 use support::{Kind, ManualClock, TestDb, date};
 
-contract!(
+jobboard_testkit::on_both_backends!(
     appended_events_read_back_with_their_metadata,
     expected_versions_are_enforced_and_conflicts_write_nothing,
     two_concurrent_appends_at_the_same_version_exactly_one_wins,

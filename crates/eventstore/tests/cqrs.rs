@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use support::{Kind, ManualClock, TestDb, date};
 
-contract!(
+jobboard_testkit::on_both_backends!(
     commands_run_through_cqrs_es_land_in_the_aggregate_stream_and_reload,
     cqrs_es_metadata_lands_in_the_stored_command_metadata_and_comes_back,
     a_command_retried_with_its_command_id_writes_its_events_once,

@@ -24,65 +24,23 @@ use tokio_util::sync::CancellationToken;
 /// How long a test waits for a projector before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// The PostgreSQL server the tests use: `JOBBOARD_TEST_POSTGRES`, else the local one.
-fn postgres_admin_url() -> String {
-    std::env::var("JOBBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
+pub use jobboard_testkit::Kind;
 
 /// A database that lives as long as the test, with the log and a clock on it.
 pub struct TestDb {
     pub url: String,
     pub clock: TestClock,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
+    _db: jobboard_testkit::TestDb,
 }
 
 impl TestDb {
     pub async fn new(kind: Kind) -> Self {
         let clock = TestClock::at(Utc.with_ymd_and_hms(2026, 1, 10, 1, 0, 0).unwrap());
-        match kind {
-            Kind::Sqlite => {
-                let dir = tempfile::tempdir().expect("temporary directory");
-                Self {
-                    url: format!("sqlite://{}/log.db", dir.path().display()),
-                    clock,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Kind::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("jobboard_proj_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    Ok(conn) => conn,
-                    Err(e) => panic!(
-                        "PostgreSQL is not reachable at {admin} ({e}). The PostgreSQL half of the \
-                         suite always runs: start the server with `pg_ctlcluster 15 main start` \
-                         (or point JOBBOARD_TEST_POSTGRES at one)"
-                    ),
-                };
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                let Some((server, _)) = admin.rsplit_once('/') else {
-                    panic!("JOBBOARD_TEST_POSTGRES must end in /DATABASE");
-                };
-                Self {
-                    url: format!("{server}/{name}"),
-                    clock,
-                    pg_name: Some(name),
-                    _dir: None,
-                }
-            }
+        let db = jobboard_testkit::TestDb::new(kind, "jobboard_projections_test").await;
+        Self {
+            url: db.url.clone(),
+            clock,
+            _db: db,
         }
     }
 
@@ -100,34 +58,6 @@ impl TestDb {
     /// The views' pool on this database.
     pub async fn views(&self) -> ViewDb {
         ViewDb::open(&self.url).await.expect("open the views")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        let admin = postgres_admin_url();
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -306,28 +236,4 @@ pub async fn all_postings(view: &PostingsView) -> Vec<PostingRow> {
             None => return rows,
         }
     }
-}
-
-/// Generates one test per backend (`sqlite::name`, `postgres::name`) from each async fn taking a
-/// [`Kind`].
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Postgres).await
-                }
-            )*
-        }
-    };
 }

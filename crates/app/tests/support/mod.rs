@@ -21,65 +21,22 @@ use jobboard_domain::{Clock, FixedClock, PostingCommand, PostingEvent};
 use jobboard_eventstore::{EventStore, RecordedEvent, StoreOptions, StreamRange};
 use uuid::Uuid;
 
-/// The PostgreSQL server the tests use: `JOBBOARD_TEST_POSTGRES`, else the local one.
-fn postgres_admin_url() -> String {
-    std::env::var("JOBBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Which backend a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Kind {
-    Sqlite,
-    Postgres,
-}
+pub(crate) use jobboard_testkit::Kind;
 
 /// A database that lives as long as the test.
-pub(crate) struct TestDb {
-    pub(crate) url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
+pub(crate) struct TestDb(jobboard_testkit::TestDb);
+
+impl std::ops::Deref for TestDb {
+    type Target = jobboard_testkit::TestDb;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl TestDb {
     pub(crate) async fn new(kind: Kind) -> Self {
-        match kind {
-            Kind::Sqlite => {
-                let dir = tempfile::tempdir().expect("temporary directory");
-                let url = format!("sqlite://{}/log.db", dir.path().display());
-                Self {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Kind::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("jobboard_app_test_{}", Uuid::new_v4().simple());
-                let mut conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    Ok(conn) => conn,
-                    Err(e) => panic!(
-                        "PostgreSQL is not reachable at {admin} ({e}). The PostgreSQL half of the \
-                         suite always runs: start the server with `pg_ctlcluster 15 main start` \
-                         (or point JOBBOARD_TEST_POSTGRES at one)"
-                    ),
-                };
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                let url = match admin.rsplit_once('/') {
-                    Some((server, _)) => format!("{server}/{name}"),
-                    None => panic!("JOBBOARD_TEST_POSTGRES must end in /DATABASE"),
-                };
-                Self {
-                    url,
-                    pg_name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
+        Self(jobboard_testkit::TestDb::new(kind, "jobboard_app_test").await)
     }
 
     /// Opens the log (again: a second call is a restart, or a second instance).
@@ -88,57 +45,6 @@ impl TestDb {
             .await
             .expect("open the store")
     }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        let admin = postgres_admin_url();
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// Generates a `sqlite::` and a `postgres::` test from each async fn taking a [`Kind`].
-#[macro_export]
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Postgres).await
-                }
-            )*
-        }
-    };
 }
 
 /// The first employer organisation.
