@@ -265,13 +265,15 @@ impl PostingCommands {
             is_create,
         };
         let stream = stream_of(posting_id);
+        // Before deciding: a retried command must answer its first outcome even when the posting
+        // has moved on and would now refuse it (a second SubmitForReview would). Once, not per
+        // conflict retry: an attempt of this command that commits meanwhile is caught by the
+        // store's command-id dedup on append, or by the look-up after a refusal below.
+        if let Some(first) = self.first_outcome(&dedup).await? {
+            return Ok(first);
+        }
         let mut attempt = 0;
         loop {
-            // Before deciding: a retried command must answer its first outcome even when the
-            // posting has moved on and would now refuse it (a second SubmitForReview would).
-            if let Some(first) = self.first_outcome(&dedup).await? {
-                return Ok(first);
-            }
             let (mut posting, version) = self.load_stream(&stream).await?;
             if !posting.exists() && !is_create {
                 return Err(Error::Domain(PostingError::NotFound));

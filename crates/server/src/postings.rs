@@ -32,6 +32,21 @@ impl PostingsApi {
         Self { commands }
     }
 
+    /// Runs `command` for a request that carries nothing beyond the shared fields (or whose
+    /// other fields the command holds as they came, validated by the domain).
+    async fn run<T: OnPosting>(
+        &self,
+        request: &Request<T>,
+        command: impl Into<PostingCommand>,
+    ) -> Result<Option<pb::CommandResult>, Status> {
+        let parsed = parse(request)?;
+        parsed.violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&parsed.ctx, parsed.posting_id, command)
+            .await?;
+        Ok(result(&outcome))
+    }
+
     async fn execute(
         &self,
         ctx: &CommandContext,
@@ -45,6 +60,38 @@ impl PostingsApi {
     }
 }
 
+/// The fields every command on an existing posting carries.
+trait OnPosting {
+    fn command_id(&self) -> &str;
+    fn posting_id(&self) -> &str;
+    fn expected_version(&self) -> Option<u64>;
+}
+
+macro_rules! on_posting {
+    ($($request:ty),* $(,)?) => {
+        $(impl OnPosting for $request {
+            fn command_id(&self) -> &str {
+                &self.command_id
+            }
+            fn posting_id(&self) -> &str {
+                &self.posting_id
+            }
+            fn expected_version(&self) -> Option<u64> {
+                self.expected_version
+            }
+        })*
+    };
+}
+
+on_posting!(
+    pb::SaveDraftRequest,
+    pb::DiscardDraftRequest,
+    pb::SubmitForReviewRequest,
+    pb::ReturnPostingRequest,
+    pb::ApprovePostingRequest,
+    pb::RequestWithdrawalRequest,
+);
+
 /// A request's parts that every command has: its context and the posting it names.
 struct Parsed {
     ctx: CommandContext,
@@ -53,16 +100,17 @@ struct Parsed {
 }
 
 /// Parses the fields shared by the commands on an existing posting.
-fn parse<T>(
-    request: &Request<T>,
-    command_id: String,
-    posting_id: &str,
-    expected_version: Option<u64>,
-) -> Result<Parsed, Status> {
+fn parse<T: OnPosting>(request: &Request<T>) -> Result<Parsed, Status> {
     let caller = caller_of(request)?;
+    let r = request.get_ref();
     let mut violations = Violations::default();
-    let ctx = convert::command_context(caller, command_id, expected_version, &mut violations);
-    let posting_id = convert::posting_id("posting_id", posting_id, true, &mut violations);
+    let ctx = convert::command_context(
+        caller,
+        r.command_id().to_owned(),
+        r.expected_version(),
+        &mut violations,
+    );
+    let posting_id = convert::posting_id("posting_id", r.posting_id(), true, &mut violations);
     Ok(Parsed {
         ctx,
         posting_id,
@@ -132,15 +180,7 @@ impl PostingsService for PostingsApi {
             ctx,
             posting_id,
             mut violations,
-        } = {
-            let r = request.get_ref();
-            parse(
-                &request,
-                r.command_id.clone(),
-                &r.posting_id,
-                r.expected_version,
-            )?
-        };
+        } = parse(&request)?;
         let content = convert::content(request.into_inner().content, &mut violations);
         with_draft_checks(&content, &mut violations);
         violations.finish().map_err(to_status)?;
@@ -156,19 +196,8 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::DiscardDraftRequest>,
     ) -> Result<Response<pb::DiscardDraftResponse>, Status> {
-        let r = request.get_ref();
-        let parsed = parse(
-            &request,
-            r.command_id.clone(),
-            &r.posting_id,
-            r.expected_version,
-        )?;
-        parsed.violations.finish().map_err(to_status)?;
-        let outcome = self
-            .execute(&parsed.ctx, parsed.posting_id, DiscardDraft)
-            .await?;
         Ok(Response::new(pb::DiscardDraftResponse {
-            result: result(&outcome),
+            result: self.run(&request, DiscardDraft).await?,
         }))
     }
 
@@ -176,19 +205,8 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::SubmitForReviewRequest>,
     ) -> Result<Response<pb::SubmitForReviewResponse>, Status> {
-        let r = request.get_ref();
-        let parsed = parse(
-            &request,
-            r.command_id.clone(),
-            &r.posting_id,
-            r.expected_version,
-        )?;
-        parsed.violations.finish().map_err(to_status)?;
-        let outcome = self
-            .execute(&parsed.ctx, parsed.posting_id, SubmitForReview)
-            .await?;
         Ok(Response::new(pb::SubmitForReviewResponse {
-            result: result(&outcome),
+            result: self.run(&request, SubmitForReview).await?,
         }))
     }
 
@@ -196,22 +214,9 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::ReturnPostingRequest>,
     ) -> Result<Response<pb::ReturnPostingResponse>, Status> {
-        let r = request.get_ref();
-        let parsed = parse(
-            &request,
-            r.command_id.clone(),
-            &r.posting_id,
-            r.expected_version,
-        )?;
-        parsed.violations.finish().map_err(to_status)?;
-        // `operator` is not recorded: the actor of the event is the token's subject, and the
-        // command layer has no place for further audit fields yet.
-        let reasons = request.into_inner().reasons;
-        let outcome = self
-            .execute(&parsed.ctx, parsed.posting_id, ReturnPosting { reasons })
-            .await?;
+        let reasons = request.get_ref().reasons.clone();
         Ok(Response::new(pb::ReturnPostingResponse {
-            result: result(&outcome),
+            result: self.run(&request, ReturnPosting { reasons }).await?,
         }))
     }
 
@@ -219,19 +224,16 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::ApprovePostingRequest>,
     ) -> Result<Response<pb::ApprovePostingResponse>, Status> {
-        let r = request.get_ref();
         let Parsed {
             ctx,
             posting_id,
             mut violations,
-        } = parse(
-            &request,
-            r.command_id.clone(),
-            &r.posting_id,
-            r.expected_version,
-        )?;
-        let publish_date =
-            convert::required_date("publish_date", r.publish_date.as_ref(), &mut violations);
+        } = parse(&request)?;
+        let publish_date = convert::required_date(
+            "publish_date",
+            request.get_ref().publish_date.as_ref(),
+            &mut violations,
+        );
         violations.finish().map_err(to_status)?;
         let command = ApprovePosting {
             publish_date: accepted(publish_date, "publish_date")?,
@@ -246,19 +248,8 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::RequestWithdrawalRequest>,
     ) -> Result<Response<pb::RequestWithdrawalResponse>, Status> {
-        let r = request.get_ref();
-        let parsed = parse(
-            &request,
-            r.command_id.clone(),
-            &r.posting_id,
-            r.expected_version,
-        )?;
-        parsed.violations.finish().map_err(to_status)?;
-        let outcome = self
-            .execute(&parsed.ctx, parsed.posting_id, RequestWithdrawal)
-            .await?;
         Ok(Response::new(pb::RequestWithdrawalResponse {
-            result: result(&outcome),
+            result: self.run(&request, RequestWithdrawal).await?,
         }))
     }
 }

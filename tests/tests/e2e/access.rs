@@ -7,9 +7,9 @@ use jobboard::auth::TokenKeys;
 use jobboard_proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::support::{Backend, TestApp, backends, command_id, content, employer, jst};
+use crate::support::{Backend, TestApp, command_id, content, employer, jst};
 
-backends!(
+jobboard_testkit::on_both_backends!(
     calls_without_a_valid_token_are_unauthenticated,
     an_employer_cannot_read_change_or_list_another_organisations_postings,
 );

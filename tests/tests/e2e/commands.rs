@@ -5,11 +5,9 @@ use jobboard_proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-use crate::support::{
-    Backend, TestApp, backends, command_id, content, date, employer, jst, position,
-};
+use crate::support::{Backend, TestApp, command_id, content, date, employer, jst, position};
 
-backends!(
+jobboard_testkit::on_both_backends!(
     a_malformed_create_draft_lists_every_bad_field_and_writes_nothing,
     saving_a_draft_while_it_is_pending_review_fails_with_r_post_3,
     a_retried_command_id_answers_its_first_outcome_and_appends_once,

@@ -9,9 +9,9 @@ use tonic::{Code, Streaming};
 
 use jobboard::auth::Caller;
 
-use crate::support::{Backend, DEADLINE, TestApp, backends, date, employer, jst, position};
+use crate::support::{Backend, DEADLINE, TestApp, date, employer, jst, position};
 
-backends!(a_subscriber_sees_every_event_once_in_order_across_a_restart);
+jobboard_testkit::on_both_backends!(a_subscriber_sees_every_event_once_in_order_across_a_restart);
 
 /// Receives events until the one at `last` (a command's committed position) has arrived.
 async fn receive_through(

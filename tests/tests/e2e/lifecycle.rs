@@ -5,10 +5,12 @@ use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::PostingStatus;
 
 use crate::support::{
-    Backend, TestApp, backends, command_id, content, date, employer, jst, operator, timestamp,
+    Backend, TestApp, command_id, content, date, employer, jst, operator, timestamp,
 };
 
-backends!(a_posting_is_drafted_reviewed_published_on_time_and_withdrawn_at_22_00);
+jobboard_testkit::on_both_backends!(
+    a_posting_is_drafted_reviewed_published_on_time_and_withdrawn_at_22_00
+);
 
 async fn a_posting_is_drafted_reviewed_published_on_time_and_withdrawn_at_22_00(backend: Backend) {
     let app = TestApp::start(backend, jst("2026-01-30T10:00:00")).await;

@@ -5,9 +5,11 @@ use jobboard_proto::v1::PostingStatus;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-use crate::support::{Backend, TestApp, backends, date, employer, jst, operator, timestamp};
+use crate::support::{Backend, TestApp, date, employer, jst, operator, timestamp};
 
-backends!(publication_is_at_22_00_on_the_approval_day_at_00_00_later_and_never_in_the_past);
+jobboard_testkit::on_both_backends!(
+    publication_is_at_22_00_on_the_approval_day_at_00_00_later_and_never_in_the_past
+);
 
 async fn publication_is_at_22_00_on_the_approval_day_at_00_00_later_and_never_in_the_past(
     backend: Backend,

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-use crate::support::{Backend, TestApp, backends, employer, jst};
+use crate::support::{Backend, TestApp, employer, jst};
 
-backends!(
+jobboard_testkit::on_both_backends!(
     a_read_your_writes_wait_ends_with_deadline_exceeded_before_the_calls_deadline,
     lists_are_paged_with_tokens_tied_to_their_filters,
     agencies_cannot_read_postings_until_referrals_exist,

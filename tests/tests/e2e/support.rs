@@ -32,111 +32,24 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 /// How often the server's timers look at the clock: short, so a moved clock takes effect fast.
 pub(crate) const TICK: Duration = Duration::from_millis(20);
 
-/// Generates a `sqlite::` and a `postgres::` test for each named `async fn(Backend)`.
-macro_rules! backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use backends;
+pub(crate) use jobboard_testkit::Kind as Backend;
 
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The PostgreSQL server the tests use: `JOBBOARD_TEST_POSTGRES`, else the local one.
-fn postgres_admin_url() -> String {
-    std::env::var("JOBBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database (and data directory) that outlives server restarts and is dropped with the test.
+/// A database, and the server's data directory, that outlive server restarts and are dropped
+/// with the test.
 struct TestDb {
     url: String,
     dir: tempfile::TempDir,
-    pg_name: Option<String>,
+    _db: jobboard_testkit::TestDb,
 }
 
 impl TestDb {
     async fn new(backend: Backend) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        match backend {
-            Backend::Sqlite => Self {
-                url: format!("sqlite://{}/jobboard.db", dir.path().display()),
-                dir,
-                pg_name: None,
-            },
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let name = format!("jobboard_e2e_{}", Uuid::new_v4().simple());
-                let mut conn = match <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    Ok(conn) => conn,
-                    Err(e) => panic!(
-                        "PostgreSQL is not reachable at {admin} ({e}). Every e2e test also runs \
-                         on PostgreSQL: start it with `pg_ctlcluster 15 main start` (or point \
-                         JOBBOARD_TEST_POSTGRES at a server)"
-                    ),
-                };
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create the test database");
-                let (server, _) = admin
-                    .rsplit_once('/')
-                    .expect("JOBBOARD_TEST_POSTGRES ends in /DATABASE");
-                Self {
-                    url: format!("{server}/{name}"),
-                    dir,
-                    pg_name: Some(name),
-                }
-            }
+        let db = jobboard_testkit::TestDb::new(backend, "jobboard_e2e").await;
+        Self {
+            url: db.url.clone(),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            _db: db,
         }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
