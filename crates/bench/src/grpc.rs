@@ -973,6 +973,8 @@ impl ContentMaker {
             referral_period_end: Some(date(end - Days::new(7))),
             web_application: true,
             direct_application: revision.is_multiple_of(2),
+            employment_type: pb::EmploymentType::FixedTerm.into(),
+            new_graduate: false,
         }
     }
 

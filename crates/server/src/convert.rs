@@ -12,8 +12,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use jobboard_app::{Caller, CommandContext, CommandOutcome, command_id_violations};
 use jobboard_domain::PostingStatus;
 use jobboard_domain::posting::{
-    AdditionalItem, FieldViolation as DomainViolation, InstitutionType, Language, PostingContent,
-    PostingId, RecruitmentPeriod,
+    AdditionalItem, EmploymentType, FieldViolation as DomainViolation, InstitutionType, Language,
+    PostingContent, PostingId, RecruitmentPeriod,
 };
 use jobboard_eventstore::{Checkpoint, RecordedEvent};
 use jobboard_projections::postings::PostingRow;
@@ -150,6 +150,20 @@ pub(crate) fn content(
             None
         }
     };
+    let employment_type = match pb::EmploymentType::try_from(content.employment_type) {
+        Ok(pb::EmploymentType::Unspecified) => None,
+        Ok(pb::EmploymentType::FullTime) => Some(EmploymentType::FullTime),
+        Ok(pb::EmploymentType::PartTime) => Some(EmploymentType::PartTime),
+        Ok(pb::EmploymentType::FixedTerm) => Some(EmploymentType::FixedTerm),
+        Ok(pb::EmploymentType::Other) => Some(EmploymentType::Other),
+        Err(_) => {
+            violations.add(
+                "content.employment_type",
+                format!("{} is not a known employment type", content.employment_type),
+            );
+            None
+        }
+    };
     let recruitment_period = content.recruitment_period.and_then(|period| {
         let start = required_date(
             "content.recruitment_period.start",
@@ -189,6 +203,8 @@ pub(crate) fn content(
         referral_period_end,
         web_application: content.web_application,
         direct_application: content.direct_application,
+        employment_type,
+        new_graduate: content.new_graduate,
     }
 }
 
@@ -309,6 +325,13 @@ fn to_content(content: PostingContent) -> pb::PostingContent {
         Some(InstitutionType::Company) => pb::InstitutionType::Company,
         Some(InstitutionType::Other) => pb::InstitutionType::Other,
     };
+    let employment_type = match content.employment_type {
+        None => pb::EmploymentType::Unspecified,
+        Some(EmploymentType::FullTime) => pb::EmploymentType::FullTime,
+        Some(EmploymentType::PartTime) => pb::EmploymentType::PartTime,
+        Some(EmploymentType::FixedTerm) => pb::EmploymentType::FixedTerm,
+        Some(EmploymentType::Other) => pb::EmploymentType::Other,
+    };
     pb::PostingContent {
         name: content.name,
         title: content.title,
@@ -333,6 +356,8 @@ fn to_content(content: PostingContent) -> pb::PostingContent {
         referral_period_end: content.referral_period_end.map(to_date),
         web_application: content.web_application,
         direct_application: content.direct_application,
+        employment_type: employment_type.into(),
+        new_graduate: content.new_graduate,
     }
 }
 

@@ -384,6 +384,8 @@ pub(crate) fn content(title: &str) -> pb::PostingContent {
         referral_period_end: Some(date(2026, 3, 31)),
         web_application: true,
         direct_application: false,
+        employment_type: pb::EmploymentType::FixedTerm.into(),
+        new_graduate: false,
     }
 }
 

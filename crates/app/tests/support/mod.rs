@@ -14,8 +14,8 @@ use jobboard_app::{
     Timers, stream_of,
 };
 use jobboard_domain::posting::{
-    AdditionalItem, ApprovePosting, CreateDraft, InstitutionType, Language, OrganisationId,
-    PostingContent, PostingId, RecruitmentPeriod, SubmitForReview,
+    AdditionalItem, ApprovePosting, CreateDraft, EmploymentType, InstitutionType, Language,
+    OrganisationId, PostingContent, PostingId, RecruitmentPeriod, SubmitForReview,
 };
 use jobboard_domain::{Clock, FixedClock, PostingCommand, PostingEvent};
 use jobboard_eventstore::{EventStore, RecordedEvent, StoreOptions, StreamRange};
@@ -243,6 +243,8 @@ pub(crate) fn complete_content() -> PostingContent {
         referral_period_end: Some(date("2026-03-31")),
         web_application: true,
         direct_application: false,
+        employment_type: Some(EmploymentType::FixedTerm),
+        new_graduate: false,
     }
 }
 

@@ -134,6 +134,33 @@ impl InstitutionType {
     }
 }
 
+/// The kind of employment a posting offers (R-POST-1 employment terms; filterable in search,
+/// R-SRCH-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmploymentType {
+    /// Permanent, full-time.
+    FullTime,
+    /// Part-time.
+    PartTime,
+    /// For a fixed term (任期付き, contract).
+    FixedTerm,
+    /// Anything else.
+    Other,
+}
+
+impl EmploymentType {
+    /// The stable code, as in the JSON form (`full_time`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FullTime => "full_time",
+            Self::PartTime => "part_time",
+            Self::FixedTerm => "fixed_term",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// One extra titled section of a posting (R-POST-1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdditionalItem {
@@ -180,6 +207,14 @@ pub struct PostingContent {
     pub web_application: bool,
     /// Whether direct online applications are accepted (オンライン自主応募).
     pub direct_application: bool,
+    /// The kind of employment; optional (the terms themselves are free text). Absent from
+    /// events recorded before it existed, which read as unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employment_type: Option<EmploymentType>,
+    /// Whether this is a new-graduate posting (学卒求人), which the monthly referral-period
+    /// notice leaves out (R-POST-9). Absent from older events, which read as false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_graduate: bool,
 }
 
 impl PostingContent {

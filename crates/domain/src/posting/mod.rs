@@ -55,8 +55,8 @@ pub use self::commands::{
     RequestWithdrawal, ReturnPosting, SaveDraft, SubmitForReview,
 };
 pub use self::content::{
-    AdditionalItem, FieldViolation, InstitutionType, Language, OrganisationId, PostingContent,
-    PostingId, RecruitmentPeriod, limits,
+    AdditionalItem, EmploymentType, FieldViolation, InstitutionType, Language, OrganisationId,
+    PostingContent, PostingId, RecruitmentPeriod, limits,
 };
 pub use self::error::PostingError;
 pub use self::events::{DueTimer, PostingEvent, TimerKind, due_timer, settled_timer};
@@ -115,6 +115,11 @@ impl PostingStatus {
             Self::Withdrawn => "withdrawn",
             Self::Discarded => "discarded",
         }
+    }
+
+    /// Whether a posting in this status is on public search (R-SRCH-5).
+    pub const fn is_public(self) -> bool {
+        matches!(self, Self::Published | Self::WithdrawalPending)
     }
 
     /// The status in the words of an error message: "the posting is {phrase}".
@@ -187,6 +192,16 @@ impl Posting {
     /// The latest saved (or submitted) content, once created.
     pub fn content(&self) -> Option<&PostingContent> {
         self.state.as_ref().map(|s| &s.content)
+    }
+
+    /// The content the public sees, while the posting is on public search (published, and not
+    /// yet withdrawn, stopped, cancelled or expired; R-SRCH-5); `None` otherwise. Search indexes
+    /// this, not [`content`](Self::content), which may hold an edit still under review.
+    pub fn public_content(&self) -> Option<&PostingContent> {
+        self.state
+            .as_ref()
+            .filter(|s| s.status.is_public())
+            .map(|s| &s.content)
     }
 
     /// The latest draft version (1 at creation, R-POST-2), once created.

@@ -8,8 +8,9 @@ use cqrs_es::Aggregate;
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
 use jobboard_domain::FixedClock;
 use jobboard_domain::posting::{
-    AdditionalItem, InstitutionType, Language, OrganisationId, Posting, PostingContent,
-    PostingError, PostingEvent, PostingId, PostingServices, PostingStatus, RecruitmentPeriod,
+    AdditionalItem, EmploymentType, InstitutionType, Language, OrganisationId, Posting,
+    PostingContent, PostingError, PostingEvent, PostingId, PostingServices, PostingStatus,
+    RecruitmentPeriod,
 };
 use uuid::Uuid;
 
@@ -94,6 +95,8 @@ pub(crate) fn complete_content() -> PostingContent {
         referral_period_end: Some(date("2026-03-31")),
         web_application: true,
         direct_application: false,
+        employment_type: Some(EmploymentType::FixedTerm),
+        new_graduate: false,
     }
 }
 
