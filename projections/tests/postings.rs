@@ -15,6 +15,7 @@ use support::{
 
 jobboard_testkit::on_both_backends!(
     the_view_follows_a_posting_through_its_lifecycle,
+    modifications_drafts_and_the_review_queue_follow_the_log,
     lists_page_newest_first_with_filters_and_stable_tokens,
 );
 
@@ -110,10 +111,19 @@ async fn the_view_follows_a_posting_through_its_lifecycle(kind: Kind) {
     assert_eq!(row.publish_date, Some(date(2026, 2, 1)));
     assert_eq!(row.publishes_at, Some(publishes_at));
 
+    // A v1 publication (no content, no deadlines) keeps the submitted content.
     let published_at = utc("2026-01-31T15:00:00.012345Z");
-    let row = step(&[PostingEvent::PostingPublished { published_at }]).await;
+    let row = step(&[PostingEvent::PostingPublished {
+        published_at,
+        content: None,
+        expires_at: None,
+        modifiable_until: None,
+    }])
+    .await;
     assert_eq!(row.status, PostingStatus::Published);
     assert_eq!(row.published_at, Some(published_at));
+    assert_eq!(row.content, final_content);
+    assert_eq!(row.expires_at, None);
 
     let effective_at = utc("2026-02-10T13:00:00Z");
     let row = step(&[PostingEvent::WithdrawalRequested {
@@ -129,6 +139,7 @@ async fn the_view_follows_a_posting_through_its_lifecycle(kind: Kind) {
     assert_eq!(row.status, PostingStatus::Withdrawn);
     assert_eq!(row.withdrawn_at, Some(withdrawn_at));
     assert_eq!(row.version, 10);
+    assert_eq!(row.ended_at, Some(withdrawn_at));
     assert_eq!(
         row.draft_version, 3,
         "draft versions are set, never counted"
@@ -249,5 +260,174 @@ async fn lists_page_newest_first_with_filters_and_stable_tokens(kind: Kind) {
             "{bad}: {result:?}"
         );
     }
+    stop(&runtime, &shutdown).await;
+}
+
+async fn modifications_drafts_and_the_review_queue_follow_the_log(kind: Kind) {
+    let t = TestDb::new(kind).await;
+    let store = t.store().await;
+    let db = t.views().await;
+    let (runtime, shutdown) = spawn_postings(&store, &db).await;
+    let view = PostingsView::new(db.clone());
+    let org = organisation(1);
+    let (first, second) = (posting_id(1), posting_id(2));
+
+    // R-POST-2: every saved version stays readable.
+    t.clock.advance(60);
+    append(&store, first, &[drafted(first, org, "v1")]).await;
+    t.clock.advance(60);
+    append(
+        &store,
+        first,
+        &[PostingEvent::DraftSaved {
+            content: content("v2"),
+            draft_version: 2,
+        }],
+    )
+    .await;
+    let versions = |rows: Vec<jobboard_projections::postings::DraftVersionRow>| {
+        rows.into_iter()
+            .map(|d| (d.draft_version, d.content.title))
+            .collect::<Vec<_>>()
+    };
+
+    // R-POST-3: the queue holds pending requests, oldest first.
+    let submit = |title: &str| PostingEvent::PostingSubmitted {
+        content: content(title),
+        draft_version: 2,
+    };
+    let early = t.clock.advance(60);
+    append(&store, first, &[submit("v2")]).await;
+    t.clock.advance(60);
+    append(&store, second, &[drafted(second, org, "other")]).await;
+    t.clock.advance(60);
+    let outcome = append(
+        &store,
+        second,
+        &[PostingEvent::PostingSubmitted {
+            content: content("other"),
+            draft_version: 1,
+        }],
+    )
+    .await;
+    caught_up(&runtime, outcome.checkpoint).await;
+    assert_eq!(
+        versions(view.draft_versions(first).await.unwrap()),
+        [(1, "v1".to_owned()), (2, "v2".to_owned())]
+    );
+    let queue = view.review_queue(0, None).await.unwrap();
+    let queued: Vec<_> = queue.iter().map(|r| r.posting_id).collect();
+    assert_eq!(queued, [first, second]);
+    assert_eq!(queue[0].review_requested_at, Some(early));
+    let next = view.review_queue(1, Some((early, first))).await.unwrap();
+    assert_eq!(
+        next.iter().map(|r| r.posting_id).collect::<Vec<_>>(),
+        [second]
+    );
+
+    // Approved and published: off the queue, with deadlines.
+    t.clock.advance(60);
+    append(
+        &store,
+        first,
+        &[
+            PostingEvent::PostingApproved {
+                publish_date: date(2026, 2, 1),
+                publishes_at: utc("2026-01-31T15:00:00Z"),
+            },
+            PostingEvent::PostingPublished {
+                published_at: utc("2026-01-31T15:00:00Z"),
+                content: Some(content("v2")),
+                expires_at: Some(utc("2026-03-31T15:00:00Z")),
+                modifiable_until: Some(utc("2026-04-14T15:00:00Z")),
+            },
+        ],
+    )
+    .await;
+
+    // R-POST-5: a modification waits beside the public content, and queues for review.
+    let asked = utc("2026-02-05T01:00:00Z");
+    t.clock.advance(60);
+    let outcome = append(
+        &store,
+        first,
+        &[PostingEvent::ModificationRequested {
+            content: content("v3"),
+            requested_at: asked,
+        }],
+    )
+    .await;
+    caught_up(&runtime, outcome.checkpoint).await;
+    let row = view.get(first).await.unwrap().unwrap();
+    assert_eq!(row.content.title, "v2", "the public content stays");
+    assert_eq!(row.expires_at, Some(utc("2026-03-31T15:00:00Z")));
+    let modification = row.modification.expect("pending");
+    assert_eq!(modification.content.title, "v3");
+    assert_eq!(modification.requested_at, asked);
+    assert_eq!(
+        modification.status,
+        jobboard_domain::posting::ModificationStatus::PendingReview
+    );
+    let queued: Vec<_> = view
+        .review_queue(0, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.posting_id)
+        .collect();
+    assert_eq!(queued, [second, first], "the modification asked later");
+
+    t.clock.advance(60);
+    let outcome = append(
+        &store,
+        first,
+        &[
+            PostingEvent::ModificationApproved {
+                publish_date: date(2026, 2, 8),
+                effective_at: utc("2026-02-07T15:00:00Z"),
+            },
+            PostingEvent::ModificationPublished {
+                content: content("v3"),
+                published_at: utc("2026-02-07T15:00:00Z"),
+                expires_at: Some(utc("2026-04-30T15:00:00Z")),
+                modifiable_until: Some(utc("2026-05-14T15:00:00Z")),
+            },
+            PostingEvent::PostingExpired {
+                expired_at: utc("2026-04-30T15:00:00Z"),
+            },
+            PostingEvent::ModificationsLocked {
+                locked_at: utc("2026-05-14T15:00:00Z"),
+            },
+        ],
+    )
+    .await;
+    caught_up(&runtime, outcome.checkpoint).await;
+    let row = view.get(first).await.unwrap().unwrap();
+    assert_eq!(row.content.title, "v3");
+    assert_eq!(row.modification, None);
+    assert_eq!(row.status, PostingStatus::Expired);
+    assert_eq!(row.ended_at, Some(utc("2026-04-30T15:00:00Z")));
+    assert!(row.modifications_locked);
+    assert_eq!(row.review_requested_at, None);
+
+    // R-POST-7: cancelling ends a posting at once.
+    let outcome = append(
+        &store,
+        second,
+        &[
+            PostingEvent::PostingApproved {
+                publish_date: date(2026, 2, 1),
+                publishes_at: utc("2026-01-31T15:00:00Z"),
+            },
+            PostingEvent::PostingCancelled {
+                cancelled_at: utc("2026-01-31T16:00:00Z"),
+            },
+        ],
+    )
+    .await;
+    caught_up(&runtime, outcome.checkpoint).await;
+    let row = view.get(second).await.unwrap().unwrap();
+    assert_eq!(row.status, PostingStatus::Cancelled);
+    assert!(view.review_queue(0, None).await.unwrap().is_empty());
     stop(&runtime, &shutdown).await;
 }

@@ -8,11 +8,16 @@
 //! ```text
 //! command                                    role      and
 //! CreateDraft                                employer  created for the caller's organisation
+//!                                                      (reuse: the source is the caller's too)
 //! SaveDraft, DiscardDraft, SubmitForReview,  employer  the posting belongs to the caller's
-//!   RequestWithdrawal                                  organisation
-//! ReturnPosting, ApprovePosting              operator  any posting (R-POST-3)
-//! PublishPosting, CompleteWithdrawal         service   any posting; the timer, when due
-//!                                                      (R-POST-4, R-POST-6)
+//!   RequestWithdrawal, RequestModification,            organisation
+//!   DiscardModification, StopRecruiting,
+//!   CancelPosting
+//! ReturnPosting, ApprovePosting,             operator  any posting (R-POST-3, R-POST-5)
+//!   ReturnModification, ApproveModification
+//! PublishPosting, CompleteWithdrawal,        service   any posting; the timer, when due
+//!   PublishModification, ExpirePosting,                (R-POST-4 to R-POST-7)
+//!   LockModifications
 //! ```
 //!
 //! A wrong role is refused before anything is read. A posting of another organisation is refused
@@ -25,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
-use jobboard_domain::posting::{FieldViolation, OrganisationId, PostingId};
+use jobboard_domain::posting::{
+    CreateDraft, FieldViolation, Language, OrganisationId, PostingContent, PostingId,
+};
 use jobboard_domain::{
     Clock, Posting, PostingCommand, PostingError, PostingEvent, PostingServices,
 };
@@ -196,6 +203,44 @@ impl PostingCommands {
     ) -> Result<CommandOutcome, Error> {
         let id = StoreCommandId::Given(store_command_id);
         self.execute_with(ctx, id, Some(posting_id), command).await
+    }
+
+    /// Creates a new draft from the content of `source`, a past posting of the caller's own
+    /// organisation, linked to it (R-POST-7): its latest content and language, draft version 1.
+    /// `posting_id` is the new posting's id, generated when `None`.
+    ///
+    /// A source of another organisation is refused like any other of its postings, one that
+    /// does not exist is `NotFound`. A retried command id answers its first outcome.
+    pub async fn reuse(
+        &self,
+        ctx: &CommandContext,
+        posting_id: Option<PostingId>,
+        source: PostingId,
+    ) -> Result<CommandOutcome, Error> {
+        let probe = PostingCommand::CreateDraft(CreateDraft {
+            posting_id: source,
+            organisation_id: OrganisationId::new(Uuid::nil()),
+            language: Language::Ja,
+            content: PostingContent::default(),
+            reused_from: Some(source),
+        });
+        let access = authorize_role(&ctx.caller, &probe)?;
+        let Some((past, _)) = self.load(source).await? else {
+            return Err(Error::Domain(PostingError::NotFound));
+        };
+        authorize_posting(&access, &past, false)?;
+        let (Some(language), Some(content)) = (past.language(), past.content()) else {
+            return Err(Error::Domain(PostingError::NotFound));
+        };
+        let command = PostingCommand::CreateDraft(CreateDraft {
+            // Both replaced by `execute` with the new id and the caller's organisation.
+            posting_id: source,
+            organisation_id: OrganisationId::new(Uuid::nil()),
+            language,
+            content: content.clone(),
+            reused_from: Some(source),
+        });
+        self.execute(ctx, posting_id, command).await
     }
 
     /// The posting as the log has it now, with its version; `None` if it was never created.
@@ -606,11 +651,22 @@ fn required_role(command: &PostingCommand) -> Role {
         | C::SaveDraft(_)
         | C::DiscardDraft(_)
         | C::SubmitForReview(_)
-        | C::RequestWithdrawal(_) => Role::Employer,
-        // R-POST-3: only the operator acts on a pending request.
-        C::ReturnPosting(_) | C::ApprovePosting(_) => Role::Operator,
-        // R-POST-4, R-POST-6: publication and withdrawal take effect when due, by the timer.
-        C::PublishPosting(_) | C::CompleteWithdrawal(_) => Role::Service,
+        | C::RequestWithdrawal(_)
+        | C::RequestModification(_)
+        | C::DiscardModification(_)
+        | C::StopRecruiting(_)
+        | C::CancelPosting(_) => Role::Employer,
+        // R-POST-3, R-POST-5: only the operator acts on a pending request.
+        C::ReturnPosting(_)
+        | C::ApprovePosting(_)
+        | C::ReturnModification(_)
+        | C::ApproveModification(_) => Role::Operator,
+        // R-POST-4 to R-POST-7: deadlines take effect when due, by the timer.
+        C::PublishPosting(_)
+        | C::CompleteWithdrawal(_)
+        | C::PublishModification(_)
+        | C::ExpirePosting(_)
+        | C::LockModifications(_) => Role::Service,
     }
 }
 

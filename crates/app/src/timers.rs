@@ -1,11 +1,13 @@
 //! Timers: deadlines found in the log, fired as ordinary commands once the clock reaches them
 //! (DESIGN.md, "Time").
 //!
-//! The schedule is a projection of the log: `PostingApproved` sets a publication deadline
-//! (R-POST-4), `WithdrawalRequested` a withdrawal deadline (R-POST-6), and `PostingPublished` /
-//! `PostingWithdrawn` settle them (the domain's `due_timer` and `settled_timer`). A due timer
-//! sends `PublishPosting` or `CompleteWithdrawal` through [`PostingCommands`] like any caller,
-//! so firing is logged, authorised (role `service`) and replayable.
+//! The schedule is a projection of the log through the domain's `due_timers` and
+//! `settled_timers`: `PostingApproved` sets a publication deadline (R-POST-4),
+//! `WithdrawalRequested` a withdrawal (R-POST-6), `ModificationApproved` a change's publication
+//! (R-POST-5), `PostingPublished` / `ModificationPublished` the expiry (R-POST-7) and the end of
+//! modifications (R-POST-5); the events that carry them out, or end the posting, settle them. A
+//! due timer sends its command through [`PostingCommands`] like any caller, so firing is
+//! logged, authorised (role `service`) and replayable.
 //!
 //! **Exactly once.** Each firing carries a deterministic command id,
 //! `timer/{kind}/{posting id}/{due at, RFC 3339}`, which the store records in the transaction
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
-use jobboard_domain::posting::{PostingId, TimerKind, due_timer, settled_timer};
+use jobboard_domain::posting::{PostingId, TimerKind, due_timers, settled_timers};
 use jobboard_domain::{Clock, PostingEvent};
 use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
 use tokio::time::MissedTickBehavior;
@@ -55,13 +57,19 @@ const RESUBSCRIBE_MIN: Duration = Duration::from_millis(100);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 
 /// The event types that set or settle a deadline. Only these are decoded, so following the log
-/// does not decode every posting's content. A new deadline event must be added here (a test
-/// checks the names exist).
-const TIMER_EVENTS: [&str; 4] = [
+/// does not decode every draft's content. A new deadline event must be added here (a test
+/// checks that exactly the domain's deadline events are listed).
+const TIMER_EVENTS: [&str; 10] = [
     "PostingApproved",
     "WithdrawalRequested",
     "PostingPublished",
     "PostingWithdrawn",
+    "ModificationApproved",
+    "ModificationPublished",
+    "ModificationsLocked",
+    "RecruitmentStopped",
+    "PostingCancelled",
+    "PostingExpired",
 ];
 
 /// How often [`Timers::run`] looks at the clock.
@@ -92,10 +100,8 @@ pub struct Timers {
 /// The pending deadlines, as of `checkpoint` in the log.
 #[derive(Debug, Default)]
 struct Schedule {
-    /// By due instant. A posting has at most one pending deadline at any time: a withdrawal
-    /// can only be requested once the posting was published, which settled its publication
-    /// before (events of one stream keep their order in the log).
-    due: BTreeMap<(DateTime<Utc>, PostingId), Pending>,
+    /// By due instant; a posting has at most one pending deadline of each kind.
+    due: BTreeMap<(DateTime<Utc>, PostingId, TimerKind), Pending>,
     /// Where each (posting, kind) sits in `due`, so a later deadline replaces an earlier one.
     by_posting: HashMap<(PostingId, TimerKind), DateTime<Utc>>,
     /// The last event observed.
@@ -104,7 +110,6 @@ struct Schedule {
 
 #[derive(Clone, Debug)]
 struct Pending {
-    kind: TimerKind,
     /// The posting's organisation, from the event's metadata (the timer's caller acts for it).
     organisation: Option<String>,
     /// The event that set the deadline: the firing command's causation id.
@@ -116,6 +121,7 @@ struct Pending {
 struct Due {
     due_at: DateTime<Utc>,
     posting_id: PostingId,
+    kind: TimerKind,
     pending: Pending,
 }
 
@@ -242,7 +248,7 @@ impl Timers {
                     fired += 1;
                     tracing::info!(
                         posting_id = %due.posting_id,
-                        kind = due.pending.kind.as_str(),
+                        kind = due.kind.as_str(),
                         version = outcome.version,
                         duplicate = outcome.duplicate,
                         "timer fired"
@@ -296,14 +302,14 @@ impl Timers {
                 .and_then(|(posting, _)| posting.organisation_id())
                 .map_or_else(|| "unknown".to_owned(), |o| o.to_string()),
         };
-        let command_id = timer_command_id(due.pending.kind, due.posting_id, due.due_at);
+        let command_id = timer_command_id(due.kind, due.posting_id, due.due_at);
         let mut ctx = CommandContext::new(
             Caller::new(TIMER_SUBJECT, Role::Service, organisation),
             command_id.clone(),
         );
         ctx.causation_id = Some(due.pending.cause.to_string());
         self.commands
-            .execute_unscoped(&ctx, command_id, due.posting_id, due.pending.kind.command())
+            .execute_unscoped(&ctx, command_id, due.posting_id, due.kind.command())
             .await
     }
 
@@ -340,24 +346,26 @@ impl Schedule {
                 return;
             }
         };
-        if let Some(timer) = due_timer(&decoded) {
+        // Settle first: an event that both settles and sets a kind (none does today) keeps
+        // the deadline it sets.
+        for kind in settled_timers(&decoded) {
+            if let Some(due_at) = self.by_posting.remove(&(posting_id, *kind)) {
+                self.due.remove(&(due_at, posting_id, *kind));
+            }
+        }
+        for timer in due_timers(&decoded) {
             let pending = Pending {
-                kind: timer.kind,
-                organisation: event.metadata.command.organisation,
+                organisation: event.metadata.command.organisation.clone(),
                 cause: event.metadata.event_id,
             };
             if let Some(earlier) = self
                 .by_posting
                 .insert((posting_id, timer.kind), timer.due_at)
             {
-                self.due.remove(&(earlier, posting_id));
+                self.due.remove(&(earlier, posting_id, timer.kind));
             }
-            self.due.insert((timer.due_at, posting_id), pending);
-        }
-        if let Some(kind) = settled_timer(&decoded)
-            && let Some(due_at) = self.by_posting.remove(&(posting_id, kind))
-        {
-            self.due.remove(&(due_at, posting_id));
+            self.due
+                .insert((timer.due_at, posting_id, timer.kind), pending);
         }
     }
 
@@ -365,10 +373,11 @@ impl Schedule {
     fn ready(&self, now: DateTime<Utc>) -> Vec<Due> {
         self.due
             .iter()
-            .take_while(|((due_at, _), _)| *due_at <= now)
-            .map(|((due_at, posting_id), pending)| Due {
+            .take_while(|((due_at, _, _), _)| *due_at <= now)
+            .map(|((due_at, posting_id, kind), pending)| Due {
                 due_at: *due_at,
                 posting_id: *posting_id,
+                kind: *kind,
                 pending: pending.clone(),
             })
             .collect()
@@ -376,10 +385,10 @@ impl Schedule {
 
     /// Forgets a deadline that fired or was dropped, unless a later one replaced it meanwhile.
     fn remove(&mut self, due: &Due) {
-        let key = (due.posting_id, due.pending.kind);
+        let key = (due.posting_id, due.kind);
         if self.by_posting.get(&key) == Some(&due.due_at) {
             self.by_posting.remove(&key);
-            self.due.remove(&(due.due_at, due.posting_id));
+            self.due.remove(&(due.due_at, due.posting_id, due.kind));
         }
     }
 }

@@ -35,6 +35,7 @@ jobboard_testkit::on_both_backends!(
     snapshots_are_written_every_interval_and_load_like_a_full_fold,
     refusals_name_the_rule_that_refuses_them,
     events_carry_the_callers_metadata,
+    reuse_creates_a_linked_draft_from_a_past_posting_of_the_same_organisation,
 );
 
 fn save(name: &str) -> SaveDraft {
@@ -565,6 +566,7 @@ async fn refusals_name_the_rule_that_refuses_them(kind: Kind) {
         organisation_id: ORG_A,
         language: Language::En,
         content: minimal_content(),
+        reused_from: None,
     };
     let id = app
         .commands
@@ -683,5 +685,65 @@ async fn events_carry_the_callers_metadata(kind: Kind) {
     assert!(
         meta.iter()
             .all(|m| m.organisation.as_deref() == Some(a.as_str()))
+    );
+}
+
+async fn reuse_creates_a_linked_draft_from_a_past_posting_of_the_same_organisation(kind: Kind) {
+    // R-POST-7: any past posting of the organisation, here a published one, is the source.
+    let app = App::new(kind).await;
+    let source = app.approved("2026-02-01").await;
+    let reuse_ctx = ctx(employer(ORG_A), "reuse-1");
+    let outcome = app
+        .commands
+        .reuse(&reuse_ctx, None, source)
+        .await
+        .expect("reuse");
+    assert_eq!(outcome.version, 1);
+    assert_ne!(outcome.posting_id, source);
+    let (copy, _) = app
+        .commands
+        .load(outcome.posting_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(copy.status(), Some(PostingStatus::Draft));
+    assert_eq!(copy.reused_from(), Some(source));
+    assert_eq!(copy.organisation_id(), Some(ORG_A));
+    assert_eq!(copy.content(), Some(&support::complete_content()));
+    assert_eq!(copy.draft_version(), Some(1));
+
+    // A retry answers the same draft.
+    let again = app.commands.reuse(&reuse_ctx, None, source).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.posting_id, outcome.posting_id);
+
+    // Another organisation's posting cannot be reused, nor by an operator.
+    let denied = app
+        .commands
+        .reuse(&ctx(employer(ORG_B), "reuse-2"), None, source)
+        .await;
+    assert!(
+        matches!(denied, Err(Error::PermissionDenied(_))),
+        "{denied:?}"
+    );
+    let denied = app
+        .commands
+        .reuse(&ctx(operator(), "reuse-3"), None, source)
+        .await;
+    assert!(
+        matches!(denied, Err(Error::PermissionDenied(_))),
+        "{denied:?}"
+    );
+    let missing = app
+        .commands
+        .reuse(
+            &ctx(employer(ORG_A), "reuse-4"),
+            None,
+            Uuid::now_v7().into(),
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(Error::Domain(PostingError::NotFound))),
+        "{missing:?}"
     );
 }

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use jobboard_app::{PostingCommands, TIMER_SUBJECT, Timers};
 use jobboard_domain::PostingStatus;
-use jobboard_domain::posting::{PostingId, RequestWithdrawal};
+use jobboard_domain::posting::{
+    ApproveModification, PostingId, RequestModification, RequestWithdrawal,
+};
 use jobboard_eventstore::{EventStore, StreamRange};
-use support::{App, Kind, ORG_A, ctx, employer, eventually, jst};
+use support::{
+    App, Kind, ORG_A, complete_content, ctx, date, employer, eventually, fresh_id, jst, operator,
+};
 use tokio_util::sync::CancellationToken;
 
 jobboard_testkit::on_both_backends!(
@@ -18,6 +22,7 @@ jobboard_testkit::on_both_backends!(
     two_timer_instances_firing_together_publish_once,
     running_timers_learn_deadlines_live_and_publish_once,
     a_restarted_timer_fires_pending_deadlines_and_not_fired_ones,
+    a_change_takes_effect_then_the_posting_expires_and_locks_across_restarts,
 );
 
 async fn count(store: &EventStore, posting_id: PostingId, event_type: &str) -> usize {
@@ -70,6 +75,9 @@ async fn publication_fires_at_its_due_instant_and_not_a_second_before(kind: Kind
     app.clock.set(jst("2026-02-02T00:00:00"));
     assert_eq!(timers.fire_due().await.unwrap(), 0, "fired once");
     assert_eq!(count(&app.store, id, "PostingPublished").await, 1);
+    // The publication, read back from the log, sets expiry and the end of modifications
+    // (R-POST-7, R-POST-5).
+    assert_eq!(timers.pending(), 2);
 }
 
 async fn withdrawal_completes_at_22_00_of_the_day_it_was_requested(kind: Kind) {
@@ -92,6 +100,8 @@ async fn withdrawal_completes_at_22_00_of_the_day_it_was_requested(kind: Kind) {
     app.clock.set(jst("2026-02-10T22:00:00"));
     assert_eq!(timers.fire_due().await.unwrap(), 1);
     assert_eq!(status(&app, id).await, Some(PostingStatus::Withdrawn));
+    // Once the log shows the withdrawal, every deadline of the posting is settled.
+    assert_eq!(timers.fire_due().await.unwrap(), 0);
     assert_eq!(timers.pending(), 0);
 }
 
@@ -155,4 +165,63 @@ async fn a_restarted_timer_fires_pending_deadlines_and_not_fired_ones(kind: Kind
     assert_eq!(after.fire_due().await.unwrap(), 1, "the pending one fires");
     assert_eq!(count(&store, early, "PostingPublished").await, 1);
     assert_eq!(count(&store, late, "PostingPublished").await, 1);
+}
+
+/// A new store, command layer and timers on the app's database: a restart.
+async fn restart(app: &App) -> (EventStore, Timers) {
+    let store = app.db.open().await;
+    let commands = PostingCommands::new(store.clone(), app.dyn_clock());
+    (store.clone(), Timers::new(store, commands, app.dyn_clock()))
+}
+
+async fn a_change_takes_effect_then_the_posting_expires_and_locks_across_restarts(kind: Kind) {
+    // R-POST-5, R-POST-7: every deadline fires at its instant, once, whatever restarts between.
+    let app = App::new(kind).await;
+    let id = app.approved("2026-02-01").await;
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    assert_eq!(app.timers().fire_due().await.unwrap(), 1);
+
+    // The change: the period now ends on 04-30 instead of 03-31.
+    app.clock.set(jst("2026-02-05T10:00:00"));
+    let mut changed = complete_content();
+    changed.recruitment_period.as_mut().unwrap().end = date("2026-04-30");
+    app.ok(
+        &ctx(employer(ORG_A), &fresh_id()),
+        id,
+        RequestModification { content: changed },
+    )
+    .await;
+    app.ok(
+        &ctx(operator(), &fresh_id()),
+        id,
+        ApproveModification {
+            publish_date: date("2026-02-08"),
+        },
+    )
+    .await;
+
+    let (store, timers) = restart(&app).await;
+    app.clock.set(jst("2026-02-07T23:59:59"));
+    assert_eq!(timers.fire_due().await.unwrap(), 0, "not a second early");
+    app.clock.set(jst("2026-02-08T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 1);
+    assert_eq!(count(&store, id, "ModificationPublished").await, 1);
+
+    // The old end (03-31) no longer expires it; the new one does, at 00:00 on 05-01.
+    let (store, timers) = restart(&app).await;
+    app.clock.set(jst("2026-04-01T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 0);
+    assert_eq!(status(&app, id).await, Some(PostingStatus::Published));
+    app.clock.set(jst("2026-05-01T00:00:00"));
+    assert_eq!(timers.fire_due().await.unwrap(), 1);
+    assert_eq!(status(&app, id).await, Some(PostingStatus::Expired));
+
+    // Two weeks later modifications close, once, even with two instances racing.
+    let (store2, timers2) = restart(&app).await;
+    app.clock.set(jst("2026-05-15T00:00:00"));
+    let (a, b) = tokio::join!(timers.fire_due(), timers2.fire_due());
+    assert_eq!(a.unwrap() + b.unwrap(), 2, "both fire; the store keeps one");
+    assert_eq!(count(&store, id, "ModificationsLocked").await, 1);
+    assert_eq!(count(&store2, id, "PostingExpired").await, 1);
+    assert_eq!(timers.pending(), 0);
 }

@@ -13,10 +13,10 @@ use jobboard_app::{Caller, CommandContext, CommandOutcome, command_id_violations
 use jobboard_domain::PostingStatus;
 use jobboard_domain::posting::{
     AdditionalItem, EmploymentType, FieldViolation as DomainViolation, InstitutionType, Language,
-    PostingContent, PostingId, RecruitmentPeriod,
+    ModificationStatus, PostingContent, PostingId, RecruitmentPeriod,
 };
 use jobboard_eventstore::{Checkpoint, RecordedEvent};
-use jobboard_projections::postings::PostingRow;
+use jobboard_projections::postings::{DraftVersionRow, ModificationRow, PostingRow};
 use jobboard_proto::v1 as pb;
 use prost_types::Timestamp;
 use tonic::metadata::MetadataMap;
@@ -269,6 +269,9 @@ pub(crate) fn status_filter(
         Ok(P::WithdrawalPending) => PostingStatus::WithdrawalPending,
         Ok(P::Withdrawn) => PostingStatus::Withdrawn,
         Ok(P::Discarded) => PostingStatus::Discarded,
+        Ok(P::RecruitmentStopped) => PostingStatus::RecruitmentStopped,
+        Ok(P::Cancelled) => PostingStatus::Cancelled,
+        Ok(P::Expired) => PostingStatus::Expired,
         Err(_) => {
             violations.add(field, format!("{value} is not a known posting status"));
             return None;
@@ -288,6 +291,33 @@ fn to_status_code(status: PostingStatus) -> pb::PostingStatus {
         PostingStatus::WithdrawalPending => P::WithdrawalPending,
         PostingStatus::Withdrawn => P::Withdrawn,
         PostingStatus::Discarded => P::Discarded,
+        PostingStatus::RecruitmentStopped => P::RecruitmentStopped,
+        PostingStatus::Cancelled => P::Cancelled,
+        PostingStatus::Expired => P::Expired,
+    }
+}
+
+fn to_modification(row: ModificationRow) -> pb::Modification {
+    let status = match row.status {
+        ModificationStatus::PendingReview => pb::ModificationStatus::PendingReview,
+        ModificationStatus::Returned => pb::ModificationStatus::Returned,
+        ModificationStatus::Approved => pb::ModificationStatus::Approved,
+    };
+    pb::Modification {
+        status: status.into(),
+        content: Some(to_content(row.content)),
+        requested_at: Some(to_timestamp(row.requested_at)),
+        return_reasons: row.return_reasons,
+        effective_at: row.effective_at.map(to_timestamp),
+    }
+}
+
+/// The wire form of a saved draft version.
+pub(crate) fn to_draft_version(row: DraftVersionRow) -> pb::DraftVersion {
+    pb::DraftVersion {
+        draft_version: row.draft_version,
+        content: Some(to_content(row.content)),
+        saved_at: Some(to_timestamp(row.saved_at)),
     }
 }
 
@@ -312,6 +342,13 @@ pub(crate) fn to_posting(row: PostingRow) -> pb::Posting {
         return_reasons: row.return_reasons,
         created_at: Some(to_timestamp(row.created_at)),
         updated_at: Some(to_timestamp(row.updated_at)),
+        reused_from: row.reused_from.map(|id| id.to_string()).unwrap_or_default(),
+        expires_at: row.expires_at.map(to_timestamp),
+        modifiable_until: row.modifiable_until.map(to_timestamp),
+        modifications_locked: row.modifications_locked,
+        ended_at: row.ended_at.map(to_timestamp),
+        review_requested_at: row.review_requested_at.map(to_timestamp),
+        modification: row.modification.map(to_modification),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `jobboard.v1.PostingQueryService`: GetPosting and ListPostings, over the postings view.
+//! `jobboard.v1.PostingQueryService`: GetPosting, ListPostings, ListReviewQueue and
+//! ListDraftVersions, over the postings view.
 //!
 //! Who sees what: an employer sees its own organisation's postings only (another
 //! organisation's posting or list is PERMISSION_DENIED); operators, internal services, auditors
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use jobboard_app::{Caller, Role};
 use jobboard_domain::PostingStatus;
-use jobboard_domain::posting::OrganisationId;
+use jobboard_domain::posting::{OrganisationId, PostingId};
 use jobboard_projections::ProjectionRuntime;
 use jobboard_projections::postings::{self, PostingsView};
 use jobboard_proto::v1 as pb;
@@ -137,19 +138,7 @@ impl PostingQueryService for PostingQueries {
             )));
         };
         self.wait(&metadata, request.min_position).await?;
-        let row = self
-            .view
-            .get(posting_id)
-            .await
-            .map_err(to_status)?
-            .ok_or_else(|| to_status(Failure::NotFound("posting not found".into())))?;
-        if let Scope::Organisation(own) = scope
-            && row.organisation_id != own
-        {
-            return Err(to_status(Failure::PermissionDenied(
-                "the posting belongs to another organisation".into(),
-            )));
-        }
+        let row = self.visible(scope, posting_id).await?;
         Ok(Response::new(pb::GetPostingResponse {
             posting: Some(convert::to_posting(row)),
         }))
@@ -211,6 +200,120 @@ impl PostingQueryService for PostingQueries {
                 .map(|token| format!("{tag}.{token}"))
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn list_review_queue(
+        &self,
+        request: Request<pb::ListReviewQueueRequest>,
+    ) -> Result<Response<pb::ListReviewQueueResponse>, Status> {
+        // R-POST-3: the queue is the operators' work list, across organisations.
+        if scope(caller_of(&request)?).map_err(to_status)? != Scope::Everything {
+            return Err(to_status(Failure::PermissionDenied(
+                "the review queue is for operators".into(),
+            )));
+        }
+        let (metadata, _, request) = request.into_parts();
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_queue_token(token).ok_or_else(|| {
+                to_status(Failure::invalid_field(
+                    "page_token",
+                    "is not a next_page_token of the review queue",
+                ))
+            })?),
+        };
+        self.wait(&metadata, request.min_position).await?;
+        let page_size = match request.page_size {
+            0 => postings::DEFAULT_PAGE_SIZE,
+            n => n.min(postings::MAX_PAGE_SIZE),
+        };
+        // One more than the page, to learn whether another page follows.
+        let mut rows = self
+            .view
+            .review_queue(page_size + 1, after)
+            .await
+            .map_err(to_status)?;
+        let next_page_token = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last().and_then(queue_token).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListReviewQueueResponse {
+            postings: rows.into_iter().map(convert::to_posting).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_draft_versions(
+        &self,
+        request: Request<pb::ListDraftVersionsRequest>,
+    ) -> Result<Response<pb::ListDraftVersionsResponse>, Status> {
+        let scope = scope(caller_of(&request)?).map_err(to_status)?;
+        let (metadata, _, request) = request.into_parts();
+        let mut violations = Violations::default();
+        let posting_id =
+            convert::posting_id("posting_id", &request.posting_id, true, &mut violations);
+        violations.finish().map_err(to_status)?;
+        let Some(posting_id) = posting_id else {
+            return Err(to_status(Failure::invalid_field(
+                "posting_id",
+                "must be set",
+            )));
+        };
+        self.wait(&metadata, request.min_position).await?;
+        self.visible(scope, posting_id).await?;
+        let versions = self
+            .view
+            .draft_versions(posting_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListDraftVersionsResponse {
+            versions: versions
+                .into_iter()
+                .map(convert::to_draft_version)
+                .collect(),
+        }))
+    }
+}
+
+/// A review-queue page token: the last row's request time (µs) and posting id.
+fn queue_token(row: &postings::PostingRow) -> Option<String> {
+    row.review_requested_at
+        .map(|at| format!("q1:{}:{}", at.timestamp_micros(), row.posting_id))
+}
+
+fn parse_queue_token(token: &str) -> Option<(chrono::DateTime<chrono::Utc>, PostingId)> {
+    let mut parts = token.splitn(3, ':');
+    let (Some("q1"), Some(micros), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let at = chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    Some((at, id.parse().ok()?))
+}
+
+impl PostingQueries {
+    /// Reads one posting the caller may see: NOT_FOUND, or PERMISSION_DENIED for an employer's
+    /// look at another organisation's.
+    async fn visible(
+        &self,
+        scope: Scope,
+        posting_id: PostingId,
+    ) -> Result<postings::PostingRow, Status> {
+        let row = self
+            .view
+            .get(posting_id)
+            .await
+            .map_err(to_status)?
+            .ok_or_else(|| to_status(Failure::NotFound("posting not found".into())))?;
+        if let Scope::Organisation(own) = scope
+            && row.organisation_id != own
+        {
+            return Err(to_status(Failure::PermissionDenied(
+                "the posting belongs to another organisation".into(),
+            )));
+        }
+        Ok(row)
     }
 }
 

@@ -8,8 +8,10 @@
 use jobboard_app::{CommandContext, CommandOutcome, PostingCommands};
 use jobboard_domain::PostingCommand;
 use jobboard_domain::posting::{
-    ApprovePosting, CreateDraft, DiscardDraft, OrganisationId, PostingContent, PostingId,
-    RequestWithdrawal, ReturnPosting, SaveDraft, SubmitForReview,
+    ApproveModification, ApprovePosting, CancelPosting, CreateDraft, DiscardDraft,
+    DiscardModification, OrganisationId, PostingContent, PostingId, RequestModification,
+    RequestWithdrawal, ReturnModification, ReturnPosting, SaveDraft, StopRecruiting,
+    SubmitForReview,
 };
 use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::postings_service_server::PostingsService;
@@ -44,6 +46,26 @@ impl PostingsApi {
         let outcome = self
             .execute(&parsed.ctx, parsed.posting_id, command)
             .await?;
+        Ok(result(&outcome))
+    }
+
+    /// Runs the command `make` builds from the request's required `publish_date`.
+    async fn run_dated<T: OnPosting, C: Into<PostingCommand>>(
+        &self,
+        request: &Request<T>,
+        publish_date: Option<pb::Date>,
+        make: impl FnOnce(chrono::NaiveDate) -> C,
+    ) -> Result<Option<pb::CommandResult>, Status> {
+        let Parsed {
+            ctx,
+            posting_id,
+            mut violations,
+        } = parse(request)?;
+        let publish_date =
+            convert::required_date("publish_date", publish_date.as_ref(), &mut violations);
+        violations.finish().map_err(to_status)?;
+        let command = make(accepted(publish_date, "publish_date")?);
+        let outcome = self.execute(&ctx, posting_id, command).await?;
         Ok(result(&outcome))
     }
 
@@ -90,6 +112,12 @@ on_posting!(
     pb::ReturnPostingRequest,
     pb::ApprovePostingRequest,
     pb::RequestWithdrawalRequest,
+    pb::RequestModificationRequest,
+    pb::ReturnModificationRequest,
+    pb::ApproveModificationRequest,
+    pb::DiscardModificationRequest,
+    pb::StopRecruitingRequest,
+    pb::CancelPostingRequest,
 );
 
 /// A request's parts that every command has: its context and the posting it names.
@@ -164,6 +192,7 @@ impl PostingsService for PostingsApi {
             organisation_id: OrganisationId::new(Uuid::nil()),
             language: accepted(language, "language")?,
             content,
+            reused_from: None,
         };
         let outcome = self.execute(&ctx, posting_id, command).await?;
         Ok(Response::new(pb::CreateDraftResponse {
@@ -224,24 +253,13 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::ApprovePostingRequest>,
     ) -> Result<Response<pb::ApprovePostingResponse>, Status> {
-        let Parsed {
-            ctx,
-            posting_id,
-            mut violations,
-        } = parse(&request)?;
-        let publish_date = convert::required_date(
-            "publish_date",
-            request.get_ref().publish_date.as_ref(),
-            &mut violations,
-        );
-        violations.finish().map_err(to_status)?;
-        let command = ApprovePosting {
-            publish_date: accepted(publish_date, "publish_date")?,
-        };
-        let outcome = self.execute(&ctx, posting_id, command).await?;
-        Ok(Response::new(pb::ApprovePostingResponse {
-            result: result(&outcome),
-        }))
+        let date = request.get_ref().publish_date;
+        let result = self
+            .run_dated(&request, date, |publish_date| ApprovePosting {
+                publish_date,
+            })
+            .await?;
+        Ok(Response::new(pb::ApprovePostingResponse { result }))
     }
 
     async fn request_withdrawal(
@@ -250,6 +268,106 @@ impl PostingsService for PostingsApi {
     ) -> Result<Response<pb::RequestWithdrawalResponse>, Status> {
         Ok(Response::new(pb::RequestWithdrawalResponse {
             result: self.run(&request, RequestWithdrawal).await?,
+        }))
+    }
+
+    async fn request_modification(
+        &self,
+        request: Request<pb::RequestModificationRequest>,
+    ) -> Result<Response<pb::RequestModificationResponse>, Status> {
+        let Parsed {
+            ctx,
+            posting_id,
+            mut violations,
+        } = parse(&request)?;
+        let content = convert::content(request.into_inner().content, &mut violations);
+        if !violations.is_empty() {
+            violations.extend(content.submission_violations());
+        }
+        violations.finish().map_err(to_status)?;
+        let outcome = self
+            .execute(&ctx, posting_id, RequestModification { content })
+            .await?;
+        Ok(Response::new(pb::RequestModificationResponse {
+            result: result(&outcome),
+        }))
+    }
+
+    async fn return_modification(
+        &self,
+        request: Request<pb::ReturnModificationRequest>,
+    ) -> Result<Response<pb::ReturnModificationResponse>, Status> {
+        let reasons = request.get_ref().reasons.clone();
+        Ok(Response::new(pb::ReturnModificationResponse {
+            result: self.run(&request, ReturnModification { reasons }).await?,
+        }))
+    }
+
+    async fn approve_modification(
+        &self,
+        request: Request<pb::ApproveModificationRequest>,
+    ) -> Result<Response<pb::ApproveModificationResponse>, Status> {
+        let date = request.get_ref().publish_date;
+        let result = self
+            .run_dated(&request, date, |publish_date| ApproveModification {
+                publish_date,
+            })
+            .await?;
+        Ok(Response::new(pb::ApproveModificationResponse { result }))
+    }
+
+    async fn discard_modification(
+        &self,
+        request: Request<pb::DiscardModificationRequest>,
+    ) -> Result<Response<pb::DiscardModificationResponse>, Status> {
+        Ok(Response::new(pb::DiscardModificationResponse {
+            result: self.run(&request, DiscardModification).await?,
+        }))
+    }
+
+    async fn stop_recruiting(
+        &self,
+        request: Request<pb::StopRecruitingRequest>,
+    ) -> Result<Response<pb::StopRecruitingResponse>, Status> {
+        Ok(Response::new(pb::StopRecruitingResponse {
+            result: self.run(&request, StopRecruiting).await?,
+        }))
+    }
+
+    async fn cancel_posting(
+        &self,
+        request: Request<pb::CancelPostingRequest>,
+    ) -> Result<Response<pb::CancelPostingResponse>, Status> {
+        Ok(Response::new(pb::CancelPostingResponse {
+            result: self.run(&request, CancelPosting).await?,
+        }))
+    }
+
+    async fn reuse_posting(
+        &self,
+        request: Request<pb::ReusePostingRequest>,
+    ) -> Result<Response<pb::ReusePostingResponse>, Status> {
+        let caller = caller_of(&request)?.clone();
+        let request = request.into_inner();
+        let mut violations = Violations::default();
+        let ctx = convert::command_context(&caller, request.command_id, None, &mut violations);
+        let posting_id =
+            convert::posting_id("posting_id", &request.posting_id, false, &mut violations);
+        let source = convert::posting_id(
+            "source_posting_id",
+            &request.source_posting_id,
+            true,
+            &mut violations,
+        );
+        violations.finish().map_err(to_status)?;
+        let outcome = self
+            .commands
+            .reuse(&ctx, posting_id, accepted(source, "source_posting_id")?)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReusePostingResponse {
+            result: result(&outcome),
+            posting_id: outcome.posting_id.to_string(),
         }))
     }
 }

@@ -1,8 +1,9 @@
 //! The postings view: one row per posting with its current state, backing GetPosting and
 //! ListPostings.
 //!
-//! [`PostingsProjector`] (`postings` v1) keeps the table `postings_v1` from the posting events;
-//! [`PostingsView`] reads it. The row is what the posting aggregate would fold to, plus the
+//! [`PostingsProjector`] (`postings` v2) keeps the table `postings_v2` from the posting events,
+//! and `posting_drafts_v2` with every saved draft version (R-POST-2); [`PostingsView`] reads
+//! them. The row is what the posting aggregate would fold to, plus the
 //! stream version and the times the log recorded, so queries never load a stream.
 
 mod projector;
@@ -10,7 +11,9 @@ mod view;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use jobboard_domain::PostingStatus;
-use jobboard_domain::posting::{Language, OrganisationId, PostingContent, PostingId};
+use jobboard_domain::posting::{
+    Language, ModificationStatus, OrganisationId, PostingContent, PostingId,
+};
 
 pub use self::projector::PostingsProjector;
 pub use self::view::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PostingPage, PostingsView};
@@ -18,14 +21,21 @@ pub use self::view::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PostingPage, PostingsView
 /// The projector's name, for `ProjectionRuntime::wait_for`.
 pub const PROJECTOR: &str = "postings";
 /// The version of the view's shape; it names the table.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The table the current version keeps.
 macro_rules! table {
     () => {
-        "postings_v1"
+        "postings_v2"
     };
 }
 pub(crate) use table;
+/// The table of saved draft versions.
+macro_rules! drafts_table {
+    () => {
+        "posting_drafts_v2"
+    };
+}
+pub(crate) use drafts_table;
 
 /// A posting as the view holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,4 +71,45 @@ pub struct PostingRow {
     pub created_at: DateTime<Utc>,
     /// When the log recorded its last event.
     pub updated_at: DateTime<Utc>,
+    /// The past posting it was created from (R-POST-7).
+    pub reused_from: Option<PostingId>,
+    /// When it expires (or expired) under its current content (R-POST-7).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The last instant a modification may be requested (R-POST-5).
+    pub modifiable_until: Option<DateTime<Utc>>,
+    /// Whether modifications are closed for good (R-POST-5).
+    pub modifications_locked: bool,
+    /// When it left for good (discarded, withdrawn, stopped, cancelled, expired).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Since when a registration or modification request waits for the operator (R-POST-3);
+    /// the review queue's order.
+    pub review_requested_at: Option<DateTime<Utc>>,
+    /// The modification request beside the posting, if any (R-POST-5).
+    pub modification: Option<ModificationRow>,
+}
+
+/// A modification request as the view holds it (R-POST-5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModificationRow {
+    /// Where it is in its review.
+    pub status: ModificationStatus,
+    /// The proposed content; the posting's `content` stays public until it takes effect.
+    pub content: PostingContent,
+    /// When the employer asked.
+    pub requested_at: DateTime<Utc>,
+    /// The operator's reasons, once returned.
+    pub return_reasons: Vec<String>,
+    /// When it takes effect, once approved.
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// One saved draft version (R-POST-2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DraftVersionRow {
+    /// Its number: 1 at creation, one more per save.
+    pub draft_version: u32,
+    /// The whole content saved.
+    pub content: PostingContent,
+    /// When it was saved.
+    pub saved_at: DateTime<Utc>,
 }

@@ -1,4 +1,5 @@
-//! [`PostingsView`]: reads `postings_v1` for GetPosting and ListPostings.
+//! [`PostingsView`]: reads `postings_v2` for GetPosting, ListPostings and the review queue, and
+//! `posting_drafts_v2` for the saved draft versions.
 //!
 //! Lists are newest first (`created_at`, then posting id, both descending) and paged by keyset:
 //! a page token holds the last row's sort key, so pages stay stable while postings are added
@@ -14,7 +15,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
-use super::{PostingRow, table};
+use super::{DraftVersionRow, ModificationRow, PostingRow, drafts_table, table};
 use crate::db::{Param, ViewDb, ViewRow, unsigned};
 use crate::error::{Error, Result};
 
@@ -30,7 +31,10 @@ macro_rules! columns {
     () => {
         "posting_id, organisation_id, status, language, content, draft_version, version, \
          publish_date, publishes_at, published_at, withdrawal_effective_at, withdrawn_at, \
-         return_reasons, created_at, updated_at"
+         return_reasons, created_at, updated_at, reused_from, expires_at, modifiable_until, \
+         modifications_locked, ended_at, review_requested_at, modification_status, \
+         modification_content, modification_requested_at, modification_return_reasons, \
+         modification_effective_at"
     };
 }
 
@@ -139,6 +143,61 @@ impl PostingsView {
             next_page_token,
         })
     }
+
+    /// The operator's review queue (R-POST-3, R-POST-5): every posting whose registration or
+    /// modification request waits for review, the oldest request first, at most `limit`
+    /// (0: [`DEFAULT_PAGE_SIZE`]; cut to one more than [`MAX_PAGE_SIZE`], so a caller paging by
+    /// [`MAX_PAGE_SIZE`] can ask for one more row to learn whether another page follows) after
+    /// the request at `after` (the last row's `review_requested_at` and id).
+    pub async fn review_queue(
+        &self,
+        limit: u32,
+        after: Option<(DateTime<Utc>, PostingId)>,
+    ) -> Result<Vec<PostingRow>> {
+        let limit = match limit {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE + 1),
+        };
+        let (after_at, after_id) =
+            after.map_or((None, String::new()), |(at, id)| (Some(at), id.to_string()));
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM ",
+            table!(),
+            " WHERE review_requested_at IS NOT NULL AND ($1 IS NULL OR \
+             (review_requested_at, posting_id) > ($1, $2)) \
+             ORDER BY review_requested_at, posting_id LIMIT $3"
+        );
+        let params = [after_at.into(), after_id.into(), i64::from(limit).into()];
+        let rows = self.db.fetch_all(sql, &params).await?;
+        rows.iter().map(posting_row).collect()
+    }
+
+    /// Every saved draft version of the posting, oldest first (R-POST-2); empty if the view
+    /// does not have the posting.
+    pub async fn draft_versions(&self, posting_id: PostingId) -> Result<Vec<DraftVersionRow>> {
+        let sql = concat!(
+            "SELECT draft_version, content, saved_at FROM ",
+            drafts_table!(),
+            " WHERE posting_id = $1 ORDER BY draft_version"
+        );
+        let rows = self
+            .db
+            .fetch_all(sql, &[posting_id.to_string().into()])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.get("draft_version")?;
+                Ok(DraftVersionRow {
+                    draft_version: u32::try_from(version)
+                        .map_err(|_| Error::Corrupted(format!("draft version {version}")))?,
+                    content: row.get::<Json<PostingContent>>("content")?.0,
+                    saved_at: row.time("saved_at")?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The sort key of the last row of a page: the next page starts after it.
@@ -201,6 +260,33 @@ fn posting_row(row: &ViewRow) -> Result<PostingRow> {
         return_reasons: row.get::<Json<Vec<String>>>("return_reasons")?.0,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+        reused_from: row
+            .get::<Option<String>>("reused_from")?
+            .map(|id| parse_id(&id))
+            .transpose()?,
+        expires_at: row.opt_time("expires_at")?,
+        modifiable_until: row.opt_time("modifiable_until")?,
+        modifications_locked: row.get("modifications_locked")?,
+        ended_at: row.opt_time("ended_at")?,
+        review_requested_at: row.opt_time("review_requested_at")?,
+        modification: match row.get::<Option<String>>("modification_status")? {
+            None => None,
+            Some(status) => Some(ModificationRow {
+                status: parse_code(&status)?,
+                content: row
+                    .get::<Option<Json<PostingContent>>>("modification_content")?
+                    .ok_or_else(|| Error::Corrupted("a modification without content".into()))?
+                    .0,
+                requested_at: row
+                    .opt_time("modification_requested_at")?
+                    .ok_or_else(|| Error::Corrupted("a modification without its time".into()))?,
+                return_reasons: row
+                    .get::<Option<Json<Vec<String>>>>("modification_return_reasons")?
+                    .map(|r| r.0)
+                    .unwrap_or_default(),
+                effective_at: row.opt_time("modification_effective_at")?,
+            }),
+        },
     })
 }
 

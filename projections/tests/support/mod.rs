@@ -206,6 +206,7 @@ pub fn drafted(id: PostingId, org: OrganisationId, title: &str) -> PostingEvent 
         language: Language::En,
         content: content(title),
         draft_version: 1,
+        reused_from: None,
     }
 }
 

@@ -199,6 +199,7 @@ pub(crate) fn create_draft(org: OrganisationId) -> PostingCommand {
         organisation_id: org,
         language: Language::Ja,
         content: complete_content(),
+        reused_from: None,
     }
     .into()
 }

@@ -22,6 +22,9 @@ pub struct CreateDraft {
     pub language: Language,
     /// Its first content; needs only a name and a title (R-POST-2).
     pub content: PostingContent,
+    /// The past posting of the same organisation this one reuses, if any (R-POST-7). The
+    /// application layer checks the source and copies its content into `content`.
+    pub reused_from: Option<PostingId>,
 }
 
 /// Saves a new draft version, replacing the content (一時保存, R-POST-2).
@@ -81,6 +84,73 @@ pub struct RequestWithdrawal;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompleteWithdrawal;
 
+/// Proposes a change to an approved or published posting (修正依頼, R-POST-5); the public content
+/// stays as it is until the change is approved and takes effect. Also how the recruitment end
+/// date is shortened (R-POST-6). A returned proposal may be replaced by a new one.
+///
+/// Issued by: the owning employer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestModification {
+    /// The whole proposed content, complete as for a registration request.
+    pub content: PostingContent,
+}
+
+/// Sends a modification request back to the employer with reasons (R-POST-5, reviewed like a
+/// registration, R-POST-3).
+///
+/// Issued by: an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnModification {
+    /// Why, at least one, shown to the employer.
+    pub reasons: Vec<String>,
+}
+
+/// Approves a modification request; the change takes effect as R-POST-4 sets (R-POST-5).
+///
+/// Issued by: an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApproveModification {
+    /// Business date (Asia/Tokyo) the change goes public: today or later.
+    pub publish_date: NaiveDate,
+}
+
+/// Makes an approved modification the public content once it is due (R-POST-5).
+///
+/// Issued by: the timer layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishModification;
+
+/// Drops a returned modification request; the posting stays as it is public.
+///
+/// Issued by: the owning employer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiscardModification;
+
+/// Closes a posting to modifications two weeks after its recruitment period ended (R-POST-5).
+///
+/// Issued by: the timer layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockModifications;
+
+/// Stops recruiting (募集停止, R-POST-7): the posting leaves public search at once.
+///
+/// Issued by: the owning employer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StopRecruiting;
+
+/// Cancels an approved or published posting (求人取消, R-POST-7): it leaves public search at once
+/// and nothing more can be done with it.
+///
+/// Issued by: the owning employer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CancelPosting;
+
+/// Ends a posting whose recruitment period is over (R-POST-7).
+///
+/// Issued by: the timer layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpirePosting;
+
 /// Every command of the posting aggregate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PostingCommand {
@@ -102,6 +172,24 @@ pub enum PostingCommand {
     RequestWithdrawal(RequestWithdrawal),
     /// See [`CompleteWithdrawal`].
     CompleteWithdrawal(CompleteWithdrawal),
+    /// See [`RequestModification`].
+    RequestModification(RequestModification),
+    /// See [`ReturnModification`].
+    ReturnModification(ReturnModification),
+    /// See [`ApproveModification`].
+    ApproveModification(ApproveModification),
+    /// See [`PublishModification`].
+    PublishModification(PublishModification),
+    /// See [`DiscardModification`].
+    DiscardModification(DiscardModification),
+    /// See [`LockModifications`].
+    LockModifications(LockModifications),
+    /// See [`StopRecruiting`].
+    StopRecruiting(StopRecruiting),
+    /// See [`CancelPosting`].
+    CancelPosting(CancelPosting),
+    /// See [`ExpirePosting`].
+    ExpirePosting(ExpirePosting),
 }
 
 impl PostingCommand {
@@ -117,6 +205,15 @@ impl PostingCommand {
             Self::PublishPosting(_) => "PublishPosting",
             Self::RequestWithdrawal(_) => "RequestWithdrawal",
             Self::CompleteWithdrawal(_) => "CompleteWithdrawal",
+            Self::RequestModification(_) => "RequestModification",
+            Self::ReturnModification(_) => "ReturnModification",
+            Self::ApproveModification(_) => "ApproveModification",
+            Self::PublishModification(_) => "PublishModification",
+            Self::DiscardModification(_) => "DiscardModification",
+            Self::LockModifications(_) => "LockModifications",
+            Self::StopRecruiting(_) => "StopRecruiting",
+            Self::CancelPosting(_) => "CancelPosting",
+            Self::ExpirePosting(_) => "ExpirePosting",
         }
     }
 }
@@ -143,4 +240,13 @@ into_command!(
     PublishPosting,
     RequestWithdrawal,
     CompleteWithdrawal,
+    RequestModification,
+    ReturnModification,
+    ApproveModification,
+    PublishModification,
+    DiscardModification,
+    LockModifications,
+    StopRecruiting,
+    CancelPosting,
+    ExpirePosting,
 );

@@ -13,7 +13,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use super::commands::{CompleteWithdrawal, PostingCommand, PublishPosting};
+use super::commands::{
+    CompleteWithdrawal, ExpirePosting, LockModifications, PostingCommand, PublishModification,
+    PublishPosting,
+};
 use super::content::{Language, OrganisationId, PostingContent, PostingId};
 
 /// Every event of the posting aggregate.
@@ -21,6 +24,8 @@ use super::content::{Language, OrganisationId, PostingContent, PostingId};
 #[serde(tag = "type")]
 pub enum PostingEvent {
     /// A posting was created as draft version 1 (R-POST-1, R-POST-2).
+    ///
+    /// Schema v2 added `reused_from`; v1 payloads lack it and read as a fresh draft.
     PostingDrafted {
         /// The posting's id (also its aggregate id).
         posting_id: PostingId,
@@ -32,6 +37,9 @@ pub enum PostingEvent {
         content: PostingContent,
         /// Always 1.
         draft_version: u32,
+        /// The past posting whose content it reuses (R-POST-7), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reused_from: Option<PostingId>,
     },
     /// A new draft version was saved (R-POST-2); the log keeps every version.
     DraftSaved {
@@ -63,9 +71,22 @@ pub enum PostingEvent {
         publishes_at: DateTime<Utc>,
     },
     /// The posting went public (R-POST-4).
+    ///
+    /// Schema v2 added `content`, `expires_at` and `modifiable_until`; v1 payloads lack them,
+    /// so a posting published under v1 sets no expiry or modification deadline.
     PostingPublished {
         /// When it was published (the timer's firing, at or after `publishes_at`).
         published_at: DateTime<Utc>,
+        /// The content that went public.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<PostingContent>,
+        /// When it expires: 00:00 JST the day after its recruitment period ends (R-POST-7).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+        /// The last instant a modification may be requested: two weeks after the recruitment
+        /// period ended (R-POST-5).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        modifiable_until: Option<DateTime<Utc>>,
     },
     /// The employer asked for the posting to be withdrawn (R-POST-6); it stays public until
     /// `effective_at`.
@@ -81,11 +102,63 @@ pub enum PostingEvent {
         /// When it was withdrawn (the timer's firing, at or after `effective_at`).
         withdrawn_at: DateTime<Utc>,
     },
+    /// The employer proposed a change to the approved or published posting (R-POST-5).
+    ModificationRequested {
+        /// The whole proposed content.
+        content: PostingContent,
+        /// When the employer asked.
+        requested_at: DateTime<Utc>,
+    },
+    /// The operator sent the modification request back (R-POST-5, R-POST-3).
+    ModificationReturned {
+        /// Why, as the operator wrote them.
+        reasons: Vec<String>,
+    },
+    /// The operator approved the modification request (R-POST-5, timing by R-POST-4).
+    ModificationApproved {
+        /// The business date the operator chose.
+        publish_date: NaiveDate,
+        /// When the change goes public, by the rule of R-POST-4.
+        effective_at: DateTime<Utc>,
+    },
+    /// The approved change became the posting's content (R-POST-5).
+    ModificationPublished {
+        /// The posting's content from now on.
+        content: PostingContent,
+        /// When it took effect (the timer's firing, at or after `effective_at`).
+        published_at: DateTime<Utc>,
+        /// When the posting expires under the new content (R-POST-7).
+        expires_at: Option<DateTime<Utc>>,
+        /// The last instant a modification may be requested under the new content (R-POST-5).
+        modifiable_until: Option<DateTime<Utc>>,
+    },
+    /// The employer dropped a returned modification request.
+    ModificationDiscarded,
+    /// Two weeks passed after the recruitment period ended: no more modifications (R-POST-5).
+    ModificationsLocked {
+        /// When the lock was recorded (the timer's firing).
+        locked_at: DateTime<Utc>,
+    },
+    /// The employer stopped recruiting (募集停止, R-POST-7); off public search at once.
+    RecruitmentStopped {
+        /// When.
+        stopped_at: DateTime<Utc>,
+    },
+    /// The employer cancelled the posting (求人取消, R-POST-7); off public search at once.
+    PostingCancelled {
+        /// When.
+        cancelled_at: DateTime<Utc>,
+    },
+    /// The recruitment period ended (R-POST-7); off public search.
+    PostingExpired {
+        /// When it was recorded (the timer's firing, at or after the expiry instant).
+        expired_at: DateTime<Utc>,
+    },
 }
 
 impl PostingEvent {
     /// Every event type, as [`type_name`](Self::type_name) spells it.
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 18] = [
         "PostingDrafted",
         "DraftSaved",
         "DraftDiscarded",
@@ -95,6 +168,15 @@ impl PostingEvent {
         "PostingPublished",
         "WithdrawalRequested",
         "PostingWithdrawn",
+        "ModificationRequested",
+        "ModificationReturned",
+        "ModificationApproved",
+        "ModificationPublished",
+        "ModificationDiscarded",
+        "ModificationsLocked",
+        "RecruitmentStopped",
+        "PostingCancelled",
+        "PostingExpired",
     ];
 
     /// The stable event type name, e.g. `PostingApproved`; equal to the JSON `type` field.
@@ -109,15 +191,41 @@ impl PostingEvent {
             Self::PostingPublished { .. } => "PostingPublished",
             Self::WithdrawalRequested { .. } => "WithdrawalRequested",
             Self::PostingWithdrawn { .. } => "PostingWithdrawn",
+            Self::ModificationRequested { .. } => "ModificationRequested",
+            Self::ModificationReturned { .. } => "ModificationReturned",
+            Self::ModificationApproved { .. } => "ModificationApproved",
+            Self::ModificationPublished { .. } => "ModificationPublished",
+            Self::ModificationDiscarded => "ModificationDiscarded",
+            Self::ModificationsLocked { .. } => "ModificationsLocked",
+            Self::RecruitmentStopped { .. } => "RecruitmentStopped",
+            Self::PostingCancelled { .. } => "PostingCancelled",
+            Self::PostingExpired { .. } => "PostingExpired",
         }
     }
 
     /// The schema version of this event's JSON shape.
     ///
-    /// All types are at version 1. When one type's shape changes, its version alone goes up,
-    /// with an upcaster from the old version and a new golden file beside the old one.
+    /// A type's version goes up alone when its shape changes, with [`reads_as_version`] lifting the
+    /// old version and a new golden file beside the old one.
     pub const fn schema_version(&self) -> u32 {
-        1
+        match self {
+            Self::PostingDrafted { .. } | Self::PostingPublished { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The schema version a stored payload of `event_type` written at `stored_version` reads as
+/// today: the upcast of posting events.
+///
+/// Both shape changes so far only added optional fields (`PostingDrafted` v2: `reused_from`;
+/// `PostingPublished` v2: `content`, `expires_at`, `modifiable_until`), which an older payload
+/// lacks and which deserialise as unset: the payload needs no rewriting, only its version moves.
+/// A change that renames or reshapes a field needs a payload upcaster registered with the store.
+pub fn reads_as_version(event_type: &str, stored_version: u32) -> u32 {
+    match (event_type, stored_version) {
+        ("PostingDrafted" | "PostingPublished", 1) => 2,
+        _ => stored_version,
     }
 }
 
@@ -142,22 +250,40 @@ pub struct DueTimer {
 }
 
 /// The timed commands of a posting. A posting has at most one pending timer of each kind; a
-/// later [`due_timer`] of the same kind replaces the earlier one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// later [`due_timers`] entry of the same kind replaces the earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimerKind {
     /// Send [`PublishPosting`] (R-POST-4).
     PublishPosting,
     /// Send [`CompleteWithdrawal`] (R-POST-6).
     CompleteWithdrawal,
+    /// Send [`PublishModification`] (R-POST-5).
+    PublishModification,
+    /// Send [`ExpirePosting`] (R-POST-7).
+    ExpirePosting,
+    /// Send [`LockModifications`] (R-POST-5).
+    LockModifications,
 }
 
 impl TimerKind {
-    /// The stable name, as in the JSON form: `publish_posting` or `complete_withdrawal`.
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::PublishPosting,
+        Self::CompleteWithdrawal,
+        Self::PublishModification,
+        Self::ExpirePosting,
+        Self::LockModifications,
+    ];
+
+    /// The stable name, as in the JSON form: `publish_posting`, `complete_withdrawal`, …
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::PublishPosting => "publish_posting",
             Self::CompleteWithdrawal => "complete_withdrawal",
+            Self::PublishModification => "publish_modification",
+            Self::ExpirePosting => "expire_posting",
+            Self::LockModifications => "lock_modifications",
         }
     }
 
@@ -166,35 +292,63 @@ impl TimerKind {
         match self {
             Self::PublishPosting => PublishPosting.into(),
             Self::CompleteWithdrawal => CompleteWithdrawal.into(),
+            Self::PublishModification => PublishModification.into(),
+            Self::ExpirePosting => ExpirePosting.into(),
+            Self::LockModifications => LockModifications.into(),
         }
     }
 }
 
-/// The deadline `event` sets, if any: `PostingApproved` sets publication at `publishes_at`
-/// (R-POST-4), `WithdrawalRequested` sets withdrawal at `effective_at` (R-POST-6).
+/// The deadlines `event` sets: `PostingApproved` sets publication (R-POST-4),
+/// `WithdrawalRequested` withdrawal (R-POST-6), `ModificationApproved` the change's publication
+/// (R-POST-5), and `PostingPublished` / `ModificationPublished` expiry (R-POST-7) and the end of
+/// modifications (R-POST-5) from the recruitment period now public.
 ///
 /// The timer layer projects the log through this function, so deadlines survive restarts and
 /// are rebuilt by replay.
-pub fn due_timer(event: &PostingEvent) -> Option<DueTimer> {
+pub fn due_timers(event: &PostingEvent) -> Vec<DueTimer> {
+    let at = |due_at: DateTime<Utc>, kind| DueTimer { due_at, kind };
     match event {
-        PostingEvent::PostingApproved { publishes_at, .. } => Some(DueTimer {
-            due_at: *publishes_at,
-            kind: TimerKind::PublishPosting,
-        }),
-        PostingEvent::WithdrawalRequested { effective_at, .. } => Some(DueTimer {
-            due_at: *effective_at,
-            kind: TimerKind::CompleteWithdrawal,
-        }),
-        _ => None,
+        PostingEvent::PostingApproved { publishes_at, .. } => {
+            vec![at(*publishes_at, TimerKind::PublishPosting)]
+        }
+        PostingEvent::WithdrawalRequested { effective_at, .. } => {
+            vec![at(*effective_at, TimerKind::CompleteWithdrawal)]
+        }
+        PostingEvent::ModificationApproved { effective_at, .. } => {
+            vec![at(*effective_at, TimerKind::PublishModification)]
+        }
+        PostingEvent::PostingPublished {
+            expires_at,
+            modifiable_until,
+            ..
+        }
+        | PostingEvent::ModificationPublished {
+            expires_at,
+            modifiable_until,
+            ..
+        } => {
+            let expiry = expires_at.map(|t| at(t, TimerKind::ExpirePosting));
+            let lock = modifiable_until.map(|t| at(t, TimerKind::LockModifications));
+            expiry.into_iter().chain(lock).collect()
+        }
+        _ => Vec::new(),
     }
 }
 
-/// The timer `event` settles, if any: `PostingPublished` settles publication and
-/// `PostingWithdrawn` settles withdrawal, so the timer layer can drop them.
-pub fn settled_timer(event: &PostingEvent) -> Option<TimerKind> {
+/// The deadlines `event` settles, so the timer layer can drop them: each firing settles its own
+/// kind, and a posting that leaves for good (withdrawn, stopped, cancelled) settles all of them.
+pub fn settled_timers(event: &PostingEvent) -> &'static [TimerKind] {
     match event {
-        PostingEvent::PostingPublished { .. } => Some(TimerKind::PublishPosting),
-        PostingEvent::PostingWithdrawn { .. } => Some(TimerKind::CompleteWithdrawal),
-        _ => None,
+        PostingEvent::PostingPublished { .. } => &[TimerKind::PublishPosting],
+        PostingEvent::ModificationPublished { .. } => &[TimerKind::PublishModification],
+        PostingEvent::ModificationsLocked { .. } => &[TimerKind::LockModifications],
+        PostingEvent::PostingExpired { .. } => {
+            &[TimerKind::ExpirePosting, TimerKind::CompleteWithdrawal]
+        }
+        PostingEvent::PostingWithdrawn { .. }
+        | PostingEvent::RecruitmentStopped { .. }
+        | PostingEvent::PostingCancelled { .. } => &TimerKind::ALL,
+        _ => &[],
     }
 }

@@ -1,18 +1,33 @@
-//! The job-posting aggregate: drafting, review, scheduled publication and withdrawal
-//! (R-POST-1 to R-POST-4, R-POST-6).
+//! The job-posting aggregate: drafting, review, scheduled publication, modification, withdrawal,
+//! stopping, cancelling, expiry and reuse (R-POST-1 to R-POST-7).
 //!
 //! ```text
-//! from                 command               to                   issued by
-//! (none)               CreateDraft           Draft                employer
-//! Draft, Returned      SaveDraft             (unchanged)          employer   draft_version + 1
-//! Draft, Returned      DiscardDraft          Discarded            employer
-//! Draft, Returned      SubmitForReview       PendingReview        employer
-//! PendingReview        ReturnPosting         Returned             operator
-//! PendingReview        ApprovePosting        Approved             operator
-//! Approved             PublishPosting        Published            timer, when due
-//! Published            RequestWithdrawal     WithdrawalPending    employer
-//! WithdrawalPending    CompleteWithdrawal    Withdrawn            timer, when due
+//! from                         command               to                   issued by
+//! (none)                       CreateDraft           Draft                employer (reuse: R-POST-7)
+//! Draft, Returned              SaveDraft             (unchanged)          employer   draft_version + 1
+//! Draft, Returned              DiscardDraft          Discarded            employer
+//! Draft, Returned              SubmitForReview       PendingReview        employer
+//! PendingReview                ReturnPosting         Returned             operator
+//! PendingReview                ApprovePosting        Approved             operator
+//! Approved                     PublishPosting        Published            timer, when due
+//! Published                    RequestWithdrawal     WithdrawalPending    employer
+//! WithdrawalPending            CompleteWithdrawal    Withdrawn            timer, when due
+//! Approved, Published, Expired RequestModification   (modification pending review)   employer
+//! (modification pending)       ReturnModification    (modification returned)         operator
+//! (modification pending)       ApproveModification   (modification approved)         operator
+//! (modification approved)      PublishModification   (content replaced; Expired may reopen) timer
+//! (modification returned)      DiscardModification   (no modification)               employer
+//! Published, WithdrawalPending ExpirePosting         Expired              timer, at the end
+//! (any but gone for good)      LockModifications     (no more modifications)         timer
+//! Published                    StopRecruiting        RecruitmentStopped   employer
+//! Approved, Published, WithdrawalPending, RecruitmentStopped
+//!                              CancelPosting         Cancelled            employer
 //! ```
+//!
+//! A modification is a request beside the posting: the public content stays as it was until the
+//! change takes effect (R-POST-5). Deadlines — publication, withdrawal, a change's publication,
+//! expiry, the end of modifications — are carried by the events that set them
+//! ([`due_timers`]), so the timer layer schedules them from the log.
 //!
 //! A command on a posting that does not exist is [`PostingError::NotFound`], `CreateDraft` on one
 //! that does is [`PostingError::AlreadyExists`], bad content or reasons are
@@ -22,24 +37,35 @@
 //! | command                  | refused when                                      | rule     |
 //! |--------------------------|---------------------------------------------------|----------|
 //! | `SaveDraft`              | pending review                                    | R-POST-3 |
-//! |                          | approved, published, withdrawal pending           | R-POST-5 |
-//! |                          | withdrawn, discarded                              | R-POST-2 |
+//! |                          | approved or later (edits are modifications)       | R-POST-5 |
+//! |                          | withdrawn, stopped, cancelled, expired, discarded | R-POST-2 |
 //! | `DiscardDraft`           | pending review                                    | R-POST-3 |
 //! |                          | anything else but draft or returned               | R-POST-2 |
-//! | `SubmitForReview`        | pending review, withdrawn, discarded              | R-POST-3 |
-//! |                          | approved, published, withdrawal pending           | R-POST-5 |
+//! | `SubmitForReview`        | pending review, gone for good                     | R-POST-3 |
+//! |                          | approved or later (edits are modifications)       | R-POST-5 |
 //! | `ReturnPosting`          | not pending review                                | R-POST-3 |
 //! | `ApprovePosting`         | not pending review                                | R-POST-3 |
-//! |                          | publish date before today (Tokyo)                 | R-POST-4 |
+//! |                          | publish date before today (Tokyo) or after the end| R-POST-4 |
 //! | `PublishPosting`         | not approved, already published, not yet due      | R-POST-4 |
-//! | `RequestWithdrawal`      | not published, already requested                  | R-POST-6 |
+//! | `RequestWithdrawal`      | a request pending review                          | R-POST-3 |
+//! |                          | not published, already requested                  | R-POST-6 |
 //! | `CompleteWithdrawal`     | no withdrawal pending, not yet due                | R-POST-6 |
-//!
-//! R-POST-5 (modification requests) is not built yet; refusing edits after approval with its id
-//! already tells the client where changes must go.
+//! | `RequestModification`    | a modification pending review                     | R-POST-3 |
+//! |                          | not approved/published/expired, an approved change|          |
+//! |                          | waiting, two weeks after the recruitment end      | R-POST-5 |
+//! |                          | withdrawal pending                                | R-POST-6 |
+//! | `ReturnModification`, `ApproveModification` | no modification pending review | R-POST-5 |
+//! |                          | publish date before today (Tokyo)                 | R-POST-4 |
+//! | `PublishModification`    | no approved modification, not yet due             | R-POST-5 |
+//! | `DiscardModification`    | no returned modification                          | R-POST-5 |
+//! | `LockModifications`      | already locked, not yet due                       | R-POST-5 |
+//! | `StopRecruiting`, `CancelPosting` | a request pending review                 | R-POST-3 |
+//! |                          | not in a state it applies to                      | R-POST-7 |
+//! | `ExpirePosting`          | not public, not yet due                           | R-POST-7 |
 
 mod commands;
 mod content;
+mod decide;
 mod error;
 mod events;
 
@@ -51,20 +77,24 @@ use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
 pub use self::commands::{
-    ApprovePosting, CompleteWithdrawal, CreateDraft, DiscardDraft, PostingCommand, PublishPosting,
-    RequestWithdrawal, ReturnPosting, SaveDraft, SubmitForReview,
+    ApproveModification, ApprovePosting, CancelPosting, CompleteWithdrawal, CreateDraft,
+    DiscardDraft, DiscardModification, ExpirePosting, LockModifications, PostingCommand,
+    PublishModification, PublishPosting, RequestModification, RequestWithdrawal,
+    ReturnModification, ReturnPosting, SaveDraft, StopRecruiting, SubmitForReview,
 };
 pub use self::content::{
     AdditionalItem, EmploymentType, FieldViolation, InstitutionType, Language, OrganisationId,
     PostingContent, PostingId, RecruitmentPeriod, limits,
 };
 pub use self::error::PostingError;
-pub use self::events::{DueTimer, PostingEvent, TimerKind, due_timer, settled_timer};
-use crate::time::{BUSINESS_OFFSET, Clock, at_business_time, business_date};
+pub use self::events::{
+    DueTimer, PostingEvent, TimerKind, due_timers, reads_as_version, settled_timers,
+};
+use crate::time::Clock;
 
 /// Hour (Asia/Tokyo) at which same-day publications (R-POST-4) and withdrawals (R-POST-6) take
 /// effect.
-const EVENING_HOUR: u32 = 22;
+pub(crate) const EVENING_HOUR: u32 = 22;
 
 /// What the posting aggregate needs from outside: only the clock, so decisions are repeatable.
 #[derive(Clone, Debug)]
@@ -100,6 +130,13 @@ pub enum PostingStatus {
     Withdrawn,
     /// Thrown away before review; nothing can be done with it any more.
     Discarded,
+    /// Recruiting stopped by the employer (募集停止, R-POST-7); off public search.
+    RecruitmentStopped,
+    /// Cancelled by the employer (求人取消, R-POST-7); off public search for good.
+    Cancelled,
+    /// Its recruitment period ended (R-POST-7); off public search. A modification that moves
+    /// the end date later may still reopen it within two weeks (R-POST-5).
+    Expired,
 }
 
 impl PostingStatus {
@@ -114,6 +151,9 @@ impl PostingStatus {
             Self::WithdrawalPending => "withdrawal_pending",
             Self::Withdrawn => "withdrawn",
             Self::Discarded => "discarded",
+            Self::RecruitmentStopped => "recruitment_stopped",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
 
@@ -133,8 +173,26 @@ impl PostingStatus {
             Self::WithdrawalPending => "published with a withdrawal pending",
             Self::Withdrawn => "withdrawn",
             Self::Discarded => "discarded",
+            Self::RecruitmentStopped => "no longer recruiting",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
+
+    /// Every status.
+    pub const ALL: [Self; 11] = [
+        Self::Draft,
+        Self::PendingReview,
+        Self::Returned,
+        Self::Approved,
+        Self::Published,
+        Self::WithdrawalPending,
+        Self::Withdrawn,
+        Self::Discarded,
+        Self::RecruitmentStopped,
+        Self::Cancelled,
+        Self::Expired,
+    ];
 }
 
 /// A job posting, rebuilt from its events. The default value is a posting that does not exist
@@ -160,6 +218,59 @@ struct PostingState {
     publishes_at: Option<DateTime<Utc>>,
     published_at: Option<DateTime<Utc>>,
     withdrawal_effective_at: Option<DateTime<Utc>>,
+    /// The posting this one reuses (R-POST-7).
+    #[serde(default)]
+    reused_from: Option<PostingId>,
+    /// A proposed change, while one is under review, returned or waiting to take effect.
+    #[serde(default)]
+    modification: Option<Modification>,
+    /// When the posting expires under its current content (R-POST-7).
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    /// The last instant a modification may be requested (R-POST-5).
+    #[serde(default)]
+    modifiable_until: Option<DateTime<Utc>>,
+    /// Set once the two weeks after the recruitment end have passed (R-POST-5).
+    #[serde(default)]
+    modifications_locked: bool,
+}
+
+/// A modification request (修正依頼, R-POST-5) beside the posting's current content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Modification {
+    /// The whole proposed content.
+    pub content: PostingContent,
+    /// Where the request is in its review.
+    pub status: ModificationStatus,
+    /// When the employer asked.
+    pub requested_at: DateTime<Utc>,
+    /// The operator's reasons, once returned.
+    pub return_reasons: Vec<String>,
+    /// When the change takes effect, once approved (R-POST-4's timing).
+    pub effective_at: Option<DateTime<Utc>>,
+}
+
+/// Where a modification request is in its review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModificationStatus {
+    /// Waiting for the operator; the employer cannot touch the posting meanwhile (R-POST-3).
+    PendingReview,
+    /// Sent back with reasons; the employer may send a new proposal or discard it.
+    Returned,
+    /// Approved; the change takes effect at `effective_at`.
+    Approved,
+}
+
+impl ModificationStatus {
+    /// The stable code, as in the JSON form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingReview => "pending_review",
+            Self::Returned => "returned",
+            Self::Approved => "approved",
+        }
+    }
 }
 
 impl Posting {
@@ -229,330 +340,36 @@ impl Posting {
         self.state.as_ref().and_then(|s| s.withdrawal_effective_at)
     }
 
-    /// Decides what `command` does at `now`: the one event it records, or why it is refused.
-    fn decide(
-        &self,
-        command: PostingCommand,
-        now: DateTime<Utc>,
-    ) -> Result<PostingEvent, PostingError> {
-        use PostingCommand as C;
-        match (&self.state, command) {
-            (None, C::CreateDraft(create)) => create_draft(create),
-            (Some(_), C::CreateDraft(_)) => Err(PostingError::AlreadyExists),
-            (None, _) => Err(PostingError::NotFound),
-            (Some(s), C::SaveDraft(SaveDraft { content })) => s.save_draft(content),
-            (Some(s), C::DiscardDraft(DiscardDraft)) => s.discard_draft(),
-            (Some(s), C::SubmitForReview(SubmitForReview)) => s.submit_for_review(),
-            (Some(s), C::ReturnPosting(ReturnPosting { reasons })) => s.return_posting(reasons),
-            (Some(s), C::ApprovePosting(ApprovePosting { publish_date })) => {
-                s.approve(publish_date, now)
-            }
-            (Some(s), C::PublishPosting(PublishPosting)) => s.publish(now),
-            (Some(s), C::RequestWithdrawal(RequestWithdrawal)) => s.request_withdrawal(now),
-            (Some(s), C::CompleteWithdrawal(CompleteWithdrawal)) => s.complete_withdrawal(now),
-        }
-    }
-}
-
-fn create_draft(create: CreateDraft) -> Result<PostingEvent, PostingError> {
-    let CreateDraft {
-        posting_id,
-        organisation_id,
-        language,
-        content,
-    } = create;
-    // R-POST-2: a draft needs only its name and title (and sane sizes).
-    check(content.draft_violations())?;
-    Ok(PostingEvent::PostingDrafted {
-        posting_id,
-        organisation_id,
-        language,
-        content,
-        draft_version: 1,
-    })
-}
-
-impl PostingState {
-    fn save_draft(&self, content: PostingContent) -> Result<PostingEvent, PostingError> {
-        match self.status {
-            PostingStatus::Draft | PostingStatus::Returned => {}
-            // R-POST-3: the employer cannot edit while the request is pending review.
-            PostingStatus::PendingReview => {
-                return Err(PostingError::rule(
-                    "R-POST-3",
-                    "cannot save a draft while the posting is pending review; only the operator \
-                     can return or approve it",
-                ));
-            }
-            PostingStatus::Approved
-            | PostingStatus::Published
-            | PostingStatus::WithdrawalPending => return Err(after_approval("save a draft of")),
-            PostingStatus::Withdrawn | PostingStatus::Discarded => {
-                return Err(PostingError::rule(
-                    "R-POST-2",
-                    format!(
-                        "cannot save a draft: the posting is {}",
-                        self.status.phrase()
-                    ),
-                ));
-            }
-        }
-        // R-POST-2: every save is a new version; the log keeps them all.
-        check(content.draft_violations())?;
-        let draft_version = self.draft_version.checked_add(1).ok_or_else(|| {
-            PostingError::rule("R-POST-2", "the posting has no draft versions left")
-        })?;
-        Ok(PostingEvent::DraftSaved {
-            content,
-            draft_version,
-        })
+    /// The past posting this one was created from (R-POST-7).
+    pub fn reused_from(&self) -> Option<PostingId> {
+        self.state.as_ref().and_then(|s| s.reused_from)
     }
 
-    fn discard_draft(&self) -> Result<PostingEvent, PostingError> {
-        match self.status {
-            PostingStatus::Draft | PostingStatus::Returned => Ok(PostingEvent::DraftDiscarded),
-            // R-POST-3: a pending request cannot be taken back by the employer.
-            PostingStatus::PendingReview => Err(PostingError::rule(
-                "R-POST-3",
-                "cannot discard a posting pending review; only the operator can return or \
-                 approve it",
-            )),
-            status => Err(PostingError::rule(
-                "R-POST-2",
-                format!(
-                    "only a draft or a returned posting can be discarded; the posting is {}",
-                    status.phrase()
-                ),
-            )),
-        }
+    /// The modification request beside the posting, if any (R-POST-5).
+    pub fn modification(&self) -> Option<&Modification> {
+        self.state.as_ref().and_then(|s| s.modification.as_ref())
     }
 
-    fn submit_for_review(&self) -> Result<PostingEvent, PostingError> {
-        match self.status {
-            PostingStatus::Draft | PostingStatus::Returned => {}
-            PostingStatus::PendingReview => {
-                return Err(PostingError::rule(
-                    "R-POST-3",
-                    "the posting is already pending review",
-                ));
-            }
-            PostingStatus::Approved
-            | PostingStatus::Published
-            | PostingStatus::WithdrawalPending => return Err(after_approval("submit")),
-            PostingStatus::Withdrawn | PostingStatus::Discarded => {
-                return Err(PostingError::rule(
-                    "R-POST-3",
-                    format!("cannot submit: the posting is {}", self.status.phrase()),
-                ));
-            }
-        }
-        // R-POST-3: a registration request must be a complete posting.
-        let gaps = self.content.submission_violations();
-        if !gaps.is_empty() {
-            return Err(PostingError::Incomplete(gaps));
-        }
-        Ok(PostingEvent::PostingSubmitted {
-            content: self.content.clone(),
-            draft_version: self.draft_version,
-        })
+    /// When the posting expires under its current content (R-POST-7).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.state.as_ref().and_then(|s| s.expires_at)
     }
 
-    fn return_posting(&self, reasons: Vec<String>) -> Result<PostingEvent, PostingError> {
-        // R-POST-3: only the operator acts on a pending request, and only on a pending one.
-        self.ensure_pending_review("returned")?;
-        check(content::return_reason_violations(&reasons))?;
-        Ok(PostingEvent::PostingReturned { reasons })
+    /// The last instant a modification may be requested (R-POST-5).
+    pub fn modifiable_until(&self) -> Option<DateTime<Utc>> {
+        self.state.as_ref().and_then(|s| s.modifiable_until)
     }
 
-    fn approve(
-        &self,
-        publish_date: NaiveDate,
-        now: DateTime<Utc>,
-    ) -> Result<PostingEvent, PostingError> {
-        // R-POST-3: only the operator acts on a pending request, and only on a pending one.
-        self.ensure_pending_review("approved")?;
-        // R-POST-4: publication on the approval day is at 22:00, on a later day at 00:00. "Today"
-        // is the business date in Tokyo, not the UTC date.
-        let today = business_date(now);
-        let publishes_at = if publish_date < today {
-            return Err(PostingError::rule(
-                "R-POST-4",
-                format!("publish date {publish_date} is before today ({today}, Asia/Tokyo)"),
-            ));
-        } else if publish_date == today {
-            same_day_evening(now)
-        } else {
-            at_business_time(publish_date, 0, 0)
-        };
-        Ok(PostingEvent::PostingApproved {
-            publish_date,
-            publishes_at,
-        })
+    /// Whether modifications are closed for good (R-POST-5).
+    pub fn modifications_locked(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.modifications_locked)
     }
 
-    fn publish(&self, now: DateTime<Utc>) -> Result<PostingEvent, PostingError> {
-        // R-POST-4: publication happens when due, once.
-        match (self.status, self.publishes_at) {
-            (PostingStatus::Approved, Some(publishes_at)) if now < publishes_at => {
-                Err(PostingError::rule(
-                    "R-POST-4",
-                    format!("publication is not due until {}", business(publishes_at)),
-                ))
-            }
-            (PostingStatus::Approved, Some(_)) => {
-                Ok(PostingEvent::PostingPublished { published_at: now })
-            }
-            (
-                PostingStatus::Published
-                | PostingStatus::WithdrawalPending
-                | PostingStatus::Withdrawn,
-                _,
-            ) => Err(PostingError::rule(
-                "R-POST-4",
-                format!(
-                    "the posting has already been published; it is {}",
-                    self.status.phrase()
-                ),
-            )),
-            (status, _) => Err(PostingError::rule(
-                "R-POST-4",
-                format!(
-                    "only an approved posting can be published; the posting is {}",
-                    status.phrase()
-                ),
-            )),
-        }
-    }
-
-    fn request_withdrawal(&self, now: DateTime<Utc>) -> Result<PostingEvent, PostingError> {
-        match (self.status, self.withdrawal_effective_at) {
-            // R-POST-6: off public search at 22:00 of the day it was requested.
-            (PostingStatus::Published, _) => Ok(PostingEvent::WithdrawalRequested {
-                requested_at: now,
-                effective_at: same_day_evening(now),
-            }),
-            (PostingStatus::WithdrawalPending, Some(effective_at)) => Err(PostingError::rule(
-                "R-POST-6",
-                format!(
-                    "withdrawal was already requested; it takes effect at {}",
-                    business(effective_at)
-                ),
-            )),
-            (status, _) => Err(PostingError::rule(
-                "R-POST-6",
-                format!(
-                    "only a published posting can be withdrawn; the posting is {}",
-                    status.phrase()
-                ),
-            )),
-        }
-    }
-
-    fn complete_withdrawal(&self, now: DateTime<Utc>) -> Result<PostingEvent, PostingError> {
-        // R-POST-6: the posting stays public until the withdrawal is due.
-        match (self.status, self.withdrawal_effective_at) {
-            (PostingStatus::WithdrawalPending, Some(effective_at)) if now < effective_at => {
-                Err(PostingError::rule(
-                    "R-POST-6",
-                    format!("withdrawal is not due until {}", business(effective_at)),
-                ))
-            }
-            (PostingStatus::WithdrawalPending, Some(_)) => {
-                Ok(PostingEvent::PostingWithdrawn { withdrawn_at: now })
-            }
-            (status, _) => Err(PostingError::rule(
-                "R-POST-6",
-                format!(
-                    "no withdrawal is pending; the posting is {}",
-                    status.phrase()
-                ),
-            )),
-        }
-    }
-
-    fn ensure_pending_review(&self, outcome: &str) -> Result<(), PostingError> {
-        if self.status == PostingStatus::PendingReview {
-            Ok(())
-        } else {
-            Err(PostingError::rule(
-                "R-POST-3",
-                format!(
-                    "only a posting pending review can be {outcome}; the posting is {}",
-                    self.status.phrase()
-                ),
-            ))
-        }
-    }
-
-    /// Applies an event after `PostingDrafted` (which [`Posting::apply`] handles).
-    fn apply(&mut self, event: PostingEvent) {
-        match event {
-            PostingEvent::PostingDrafted { .. } => {}
-            PostingEvent::DraftSaved {
-                content,
-                draft_version,
-            } => {
-                self.content = content;
-                self.draft_version = draft_version;
-            }
-            PostingEvent::DraftDiscarded => self.status = PostingStatus::Discarded,
-            PostingEvent::PostingSubmitted {
-                content,
-                draft_version,
-            } => {
-                self.content = content;
-                self.draft_version = draft_version;
-                self.status = PostingStatus::PendingReview;
-            }
-            PostingEvent::PostingReturned { .. } => self.status = PostingStatus::Returned,
-            PostingEvent::PostingApproved {
-                publish_date,
-                publishes_at,
-            } => {
-                self.publish_date = Some(publish_date);
-                self.publishes_at = Some(publishes_at);
-                self.status = PostingStatus::Approved;
-            }
-            PostingEvent::PostingPublished { published_at } => {
-                self.published_at = Some(published_at);
-                self.status = PostingStatus::Published;
-            }
-            PostingEvent::WithdrawalRequested { effective_at, .. } => {
-                self.withdrawal_effective_at = Some(effective_at);
-                self.status = PostingStatus::WithdrawalPending;
-            }
-            PostingEvent::PostingWithdrawn { .. } => self.status = PostingStatus::Withdrawn,
-        }
-    }
-}
-
-/// R-POST-5: once approved, a posting changes only through a modification request.
-fn after_approval(action: &str) -> PostingError {
-    PostingError::rule(
-        "R-POST-5",
-        format!("cannot {action} an approved posting; changes go through a modification request"),
-    )
-}
-
-/// 22:00 (Tokyo) on `now`'s business day, or `now` itself when that is already past: an action
-/// that "takes effect at 22:00 today" and arrives later takes effect at once (R-POST-4, R-POST-6).
-fn same_day_evening(now: DateTime<Utc>) -> DateTime<Utc> {
-    at_business_time(business_date(now), EVENING_HOUR, 0).max(now)
-}
-
-/// An instant in business time, for messages: `2026-01-31 22:00:00 +09:00`.
-fn business(instant: DateTime<Utc>) -> String {
-    instant
-        .with_timezone(&BUSINESS_OFFSET)
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
-}
-
-fn check(violations: Vec<content::FieldViolation>) -> Result<(), PostingError> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(PostingError::InvalidContent(violations))
+    /// Whether a registration or modification request is waiting for the operator (R-POST-3).
+    pub fn review_pending(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(PostingState::review_pending)
     }
 }
 
@@ -583,6 +400,7 @@ impl Aggregate for Posting {
                 language,
                 content,
                 draft_version,
+                reused_from,
             } => {
                 self.state = Some(PostingState {
                     posting_id,
@@ -595,6 +413,11 @@ impl Aggregate for Posting {
                     publishes_at: None,
                     published_at: None,
                     withdrawal_effective_at: None,
+                    reused_from,
+                    modification: None,
+                    expires_at: None,
+                    modifiable_until: None,
+                    modifications_locked: false,
                 });
             }
             // A stream always starts with PostingDrafted (decide guarantees it and the store's

@@ -24,6 +24,7 @@ fn create(content: PostingContent) -> PostingCommand {
         organisation_id: ORGANISATION_ID,
         language: Language::Ja,
         content,
+        reused_from: None,
     }
     .into()
 }

@@ -1,12 +1,12 @@
 //! Approval and scheduled publication: R-POST-4, with Tokyo business time at every boundary.
 
 use jobboard_domain::posting::{
-    ApprovePosting, DueTimer, PostingEvent, PostingStatus, PublishPosting, TimerKind, due_timer,
-    settled_timer,
+    ApprovePosting, DueTimer, PostingEvent, PostingStatus, PublishPosting, TimerKind, due_timers,
+    settled_timers,
 };
 
 use crate::support::{
-    ALL_STATUSES, approved, at, date, history, jst, published, refused_by, replay,
+    ALL_STATUSES, approved, at, date, history, jst, published, published_at, refused_by, replay,
 };
 
 fn approve(publish_date: &str) -> jobboard_domain::PostingCommand {
@@ -127,9 +127,7 @@ fn a_late_timer_publishes_at_its_firing_instant() {
     at(jst("2026-02-01T00:05:00"))
         .given(history(PostingStatus::Approved))
         .when(PublishPosting.into())
-        .then_expect_events(vec![PostingEvent::PostingPublished {
-            published_at: jst("2026-02-01T00:05:00"),
-        }]);
+        .then_expect_events(vec![published_at(jst("2026-02-01T00:05:00"))]);
 }
 
 #[test]
@@ -144,7 +142,7 @@ fn an_approval_after_22_00_for_today_can_be_published_at_the_same_instant() {
     at(now)
         .given(events)
         .when(PublishPosting.into())
-        .then_expect_events(vec![PostingEvent::PostingPublished { published_at: now }]);
+        .then_expect_events(vec![published_at(now)]);
 }
 
 #[test]
@@ -169,13 +167,8 @@ fn publishing_twice_is_refused() {
 fn publishing_an_unapproved_posting_is_refused() {
     // R-POST-4: only an approved posting is published.
     for status in ALL_STATUSES {
-        if matches!(
-            status,
-            PostingStatus::Approved
-                | PostingStatus::Published
-                | PostingStatus::WithdrawalPending
-                | PostingStatus::Withdrawn
-        ) {
+        let ever_published = replay(history(status)).published_at().is_some();
+        if status == PostingStatus::Approved || ever_published {
             continue;
         }
         let message = refused_by(
@@ -192,17 +185,17 @@ fn publishing_an_unapproved_posting_is_refused() {
 fn approval_sets_the_publish_timer_and_publication_settles_it() {
     // R-POST-4: the timer layer finds the deadline in the log.
     assert_eq!(
-        due_timer(&approved()),
-        Some(DueTimer {
+        due_timers(&approved()),
+        [DueTimer {
             due_at: jst("2026-02-01T00:00:00"),
             kind: TimerKind::PublishPosting,
-        })
+        }]
     );
-    assert_eq!(settled_timer(&published()), Some(TimerKind::PublishPosting));
+    assert_eq!(settled_timers(&published()), [TimerKind::PublishPosting]);
     assert_eq!(TimerKind::PublishPosting.command(), PublishPosting.into());
     let posting = replay(history(PostingStatus::Approved));
     assert_eq!(posting.publishes_at(), Some(jst("2026-02-01T00:00:00")));
     for event in history(PostingStatus::Draft) {
-        assert_eq!(due_timer(&event), None);
+        assert_eq!(due_timers(&event), []);
     }
 }

@@ -20,16 +20,7 @@ pub(crate) const ORGANISATION_ID: OrganisationId =
     OrganisationId::new(Uuid::from_u128(0x0194_0000_0000_7000_8000_0000_0000_00aa));
 
 /// Every status, for tests that go through all of them.
-pub(crate) const ALL_STATUSES: [PostingStatus; 8] = [
-    PostingStatus::Draft,
-    PostingStatus::PendingReview,
-    PostingStatus::Returned,
-    PostingStatus::Approved,
-    PostingStatus::Published,
-    PostingStatus::WithdrawalPending,
-    PostingStatus::Withdrawn,
-    PostingStatus::Discarded,
-];
+pub(crate) const ALL_STATUSES: [PostingStatus; 11] = PostingStatus::ALL;
 
 /// The instant of a Tokyo wall-clock time, written `2026-01-31T22:00:00`.
 pub(crate) fn jst(local: &str) -> DateTime<Utc> {
@@ -107,6 +98,7 @@ pub(crate) fn drafted(content: PostingContent) -> PostingEvent {
         language: Language::Ja,
         content,
         draft_version: 1,
+        reused_from: None,
     }
 }
 
@@ -131,9 +123,26 @@ pub(crate) fn approved() -> PostingEvent {
     }
 }
 
+/// The fixture's publication: at 00:00 JST on 2026-02-01; the recruitment period ends on
+/// 2026-03-31, so it expires at 00:00 on 04-01 and modifications close at 00:00 on 04-15.
 pub(crate) fn published() -> PostingEvent {
+    published_at(jst("2026-02-01T00:00:00"))
+}
+
+/// The fixture's publication, recorded at `instant`.
+pub(crate) fn published_at(instant: DateTime<Utc>) -> PostingEvent {
     PostingEvent::PostingPublished {
-        published_at: jst("2026-02-01T00:00:00"),
+        published_at: instant,
+        content: Some(complete_content()),
+        expires_at: Some(jst("2026-04-01T00:00:00")),
+        modifiable_until: Some(jst("2026-04-15T00:00:00")),
+    }
+}
+
+/// The fixture's expiry, when the timer fires on time.
+pub(crate) fn expired() -> PostingEvent {
+    PostingEvent::PostingExpired {
+        expired_at: jst("2026-04-01T00:00:00"),
     }
 }
 
@@ -171,6 +180,23 @@ pub(crate) fn history(status: PostingStatus) -> Vec<PostingEvent> {
             withdrawn(),
         ],
         PostingStatus::Discarded => vec![PostingEvent::DraftDiscarded],
+        PostingStatus::RecruitmentStopped => vec![
+            submitted(),
+            approved(),
+            published(),
+            PostingEvent::RecruitmentStopped {
+                stopped_at: jst("2026-02-12T09:00:00"),
+            },
+        ],
+        PostingStatus::Cancelled => vec![
+            submitted(),
+            approved(),
+            published(),
+            PostingEvent::PostingCancelled {
+                cancelled_at: jst("2026-02-12T09:00:00"),
+            },
+        ],
+        PostingStatus::Expired => vec![submitted(), approved(), published(), expired()],
     };
     events.extend(path);
     events
@@ -183,4 +209,66 @@ pub(crate) fn replay(events: impl IntoIterator<Item = PostingEvent>) -> Posting 
         posting.apply(event);
     }
     posting
+}
+
+/// The fixture's proposed change: a new title and a recruitment period ending on 2026-04-30.
+pub(crate) fn modified_content() -> PostingContent {
+    PostingContent {
+        title: "博士研究員（材料科学・薄膜）".to_owned(),
+        recruitment_period: Some(RecruitmentPeriod {
+            start: date("2026-02-01"),
+            end: date("2026-04-30"),
+        }),
+        ..complete_content()
+    }
+}
+
+/// The fixture's modification request: asked on 2026-02-05 at 10:00.
+pub(crate) fn modification_requested() -> PostingEvent {
+    PostingEvent::ModificationRequested {
+        content: modified_content(),
+        requested_at: jst("2026-02-05T10:00:00"),
+    }
+}
+
+/// The fixture's modification approval: on 2026-02-06 for 2026-02-08, effective at 00:00.
+pub(crate) fn modification_approved() -> PostingEvent {
+    PostingEvent::ModificationApproved {
+        publish_date: date("2026-02-08"),
+        effective_at: jst("2026-02-08T00:00:00"),
+    }
+}
+
+/// The fixture's change taking effect on time; the new end moves expiry to 05-01 and the end of
+/// modifications to 05-15.
+pub(crate) fn modification_published() -> PostingEvent {
+    PostingEvent::ModificationPublished {
+        content: modified_content(),
+        published_at: jst("2026-02-08T00:00:00"),
+        expires_at: Some(jst("2026-05-01T00:00:00")),
+        modifiable_until: Some(jst("2026-05-15T00:00:00")),
+    }
+}
+
+/// One event of every modification type, for the golden checks.
+pub(crate) fn modification_events() -> Vec<PostingEvent> {
+    vec![
+        modification_requested(),
+        PostingEvent::ModificationReturned {
+            reasons: vec!["給与の記載を確認してください".to_owned()],
+        },
+        modification_approved(),
+        modification_published(),
+        PostingEvent::ModificationDiscarded,
+        PostingEvent::ModificationsLocked {
+            locked_at: jst("2026-04-15T00:00:00"),
+        },
+    ]
+}
+
+/// A published posting with `events` after its publication.
+pub(crate) fn published_then(events: impl IntoIterator<Item = PostingEvent>) -> Vec<PostingEvent> {
+    let mut history = history(PostingStatus::Published);
+    history.extend(events);
+    history
 }

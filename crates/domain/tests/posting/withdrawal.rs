@@ -2,7 +2,7 @@
 
 use jobboard_domain::posting::{
     CompleteWithdrawal, DueTimer, PostingEvent, PostingStatus, RequestWithdrawal, TimerKind,
-    due_timer, settled_timer,
+    due_timers, settled_timers,
 };
 
 use crate::support::{
@@ -66,13 +66,24 @@ fn only_a_published_posting_can_be_withdrawn() {
         ) {
             continue;
         }
+        // R-POST-3: while a request is pending review, a withdrawal wish goes to the operator.
+        let rule = if status == PostingStatus::PendingReview {
+            "R-POST-3"
+        } else {
+            "R-POST-6"
+        };
         let message = refused_by(
             at(jst("2026-02-10T10:00:00"))
                 .given(history(status))
                 .when(RequestWithdrawal.into()),
-            "R-POST-6",
+            rule,
         );
-        assert!(message.starts_with("only a published posting"), "{message}");
+        let expected = if rule == "R-POST-3" {
+            "cannot request a withdrawal while a request is pending review"
+        } else {
+            "only a published posting"
+        };
+        assert!(message.starts_with(expected), "{message}");
     }
 }
 
@@ -135,16 +146,13 @@ fn completing_without_a_pending_withdrawal_is_refused() {
 fn a_withdrawal_request_sets_the_timer_and_withdrawal_settles_it() {
     // R-POST-6: the timer layer finds the deadline in the log.
     assert_eq!(
-        due_timer(&withdrawal_requested()),
-        Some(DueTimer {
+        due_timers(&withdrawal_requested()),
+        [DueTimer {
             due_at: jst("2026-02-10T22:00:00"),
             kind: TimerKind::CompleteWithdrawal,
-        })
+        }]
     );
-    assert_eq!(
-        settled_timer(&withdrawn()),
-        Some(TimerKind::CompleteWithdrawal)
-    );
+    assert_eq!(settled_timers(&withdrawn()), TimerKind::ALL);
     assert_eq!(
         TimerKind::CompleteWithdrawal.command(),
         CompleteWithdrawal.into()
