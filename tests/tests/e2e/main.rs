@@ -10,3 +10,4 @@ mod feed;
 mod lifecycle;
 mod publication;
 mod queries;
+mod walk;

@@ -324,6 +324,34 @@ impl TestApp {
         .await
     }
 
+    /// Polls the view until `posting_id` satisfies `done` (timers act on their own time).
+    pub(crate) async fn poll_posting(
+        &self,
+        posting_id: &str,
+        done: impl Fn(&pb::Posting) -> bool,
+    ) -> pb::Posting {
+        let queries = self.queries(Some(&operator()));
+        let done = &done;
+        poll(&format!("{posting_id} reaches the expected state"), || {
+            let mut queries = queries.clone();
+            async move {
+                let request = pb::GetPostingRequest {
+                    posting_id: posting_id.into(),
+                    min_position: None,
+                };
+                let posting = queries
+                    .get_posting(request)
+                    .await
+                    .expect("GetPosting")
+                    .into_inner()
+                    .posting
+                    .expect("a posting");
+                done(&posting).then_some(posting)
+            }
+        })
+        .await
+    }
+
     /// Every event of the log, from the start, through ReadAll.
     pub(crate) async fn read_all(&self) -> Vec<pb::Event> {
         let mut feed = self.feed();
