@@ -6,7 +6,8 @@
 //! outcome, loads the posting from the log (snapshot, then the events after it), authorises the
 //! caller, lets the domain's aggregate decide, and appends the events with the command id in the
 //! same transaction, retrying a bounded number of times when another writer got there first.
-//! [`Timers`] find deadlines in the log and fire them as ordinary commands.
+//! [`Timers`] find deadlines in the log and fire them as ordinary commands (and issue the monthly
+//! referral notices); [`ViewCounter`] rolls reported page views up per posting and day.
 //!
 //! ```no_run
 //! # async fn wire() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,6 +31,7 @@ mod auth;
 mod error;
 mod postings;
 mod timers;
+mod views;
 
 pub use auth::{Caller, CommandContext, Role, UnknownRole};
 pub use error::Error;
@@ -38,3 +40,4 @@ pub use postings::{
     CommandOutcome, MAX_COMMAND_ID_CHARS, PostingCommands, command_id_violations, stream_of,
 };
 pub use timers::{TIMER_SUBJECT, TIMERS_PENDING, TimerOptions, Timers};
+pub use views::{MAX_VIEWS_PER_CALL, VIEWS_SUBJECT, ViewCounter, ViewCounterOptions};

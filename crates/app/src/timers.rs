@@ -9,6 +9,14 @@
 //! due timer sends its command through [`PostingCommands`] like any caller, so firing is
 //! logged, authorised (role `service`) and replayable.
 //!
+//! The monthly referral notice (R-POST-9) is kept here too: the schedule follows which postings
+//! are public with which referral end, and from the 21st (Asia/Tokyo) each organisation with
+//! postings whose referral period ends that month gets one `MonthlyReferralNoticeIssued` in its
+//! `referralnotice-{organisation}` stream, under the command id
+//! `timer/monthly_notice/{organisation}/{YYYY-MM}`. The log is read to its end before a notice is
+//! written, so a notice issued right after a restart is complete. A service down from the 21st to
+//! the end of a month skips that month's notice.
+//!
 //! **Exactly once.** Each firing carries a deterministic command id,
 //! `timer/{kind}/{posting id}/{due at, RFC 3339}`, which the store records in the transaction
 //! that appends the event. A second firing — after a restart, or by another instance sharing the
@@ -25,11 +33,17 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
-use jobboard_domain::posting::{PostingId, TimerKind, due_timers, settled_timers};
+use jobboard_domain::notice::{self, Month, NoticeEvent, NoticedPosting};
+use jobboard_domain::posting::{
+    OrganisationId, PostingContent, PostingId, TimerKind, due_timers, settled_timers,
+};
 use jobboard_domain::{Clock, PostingEvent};
-use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
+use jobboard_eventstore::{
+    Checkpoint, CommandMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
+};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -100,12 +114,36 @@ pub struct Timers {
 /// The pending deadlines, as of `checkpoint` in the log.
 #[derive(Debug, Default)]
 struct Schedule {
+    /// Every posting that was ever published and is not gone for good, for the monthly
+    /// referral notice (R-POST-9).
+    published: HashMap<PostingId, PublishedPosting>,
+    /// The last month whose notices this instance issued (or found already issued).
+    notices_done: Option<Month>,
     /// By due instant; a posting has at most one pending deadline of each kind.
     due: BTreeMap<(DateTime<Utc>, PostingId, TimerKind), Pending>,
     /// Where each (posting, kind) sits in `due`, so a later deadline replaces an earlier one.
     by_posting: HashMap<(PostingId, TimerKind), DateTime<Utc>>,
     /// The last event observed.
     checkpoint: Checkpoint,
+}
+
+/// What the monthly notice needs of a published posting: a few fields, not its content.
+#[derive(Clone, Debug)]
+struct PublishedPosting {
+    organisation: OrganisationId,
+    title: String,
+    referral_period_end: Option<NaiveDate>,
+    new_graduate: bool,
+    /// False once expired (a later end date may bring it back, R-POST-5).
+    public: bool,
+}
+
+impl PublishedPosting {
+    fn take(&mut self, content: &PostingContent) {
+        self.title.clone_from(&content.title);
+        self.referral_period_end = content.referral_period_end;
+        self.new_graduate = content.new_graduate;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -285,9 +323,88 @@ impl Timers {
                 self.lock().remove(&due);
             }
         }
+        fired += self.issue_notices(now).await;
         let pending = u32::try_from(self.pending()).unwrap_or(u32::MAX);
         metrics::gauge!(TIMERS_PENDING).set(f64::from(pending));
         fired
+    }
+
+    /// Issues the monthly referral notices once they are due (R-POST-9): one per organisation
+    /// with postings to list, under a deterministic command id, so each is issued once across
+    /// restarts and instances. Returns how many were issued (or found issued).
+    async fn issue_notices(&self, now: DateTime<Utc>) -> usize {
+        let Some(month) = notice::due_month(now) else {
+            return 0;
+        };
+        if self.lock().notices_done == Some(month) {
+            return 0;
+        }
+        // The list must be complete before it is written for good: read the log to its end.
+        if let Err(error) = self.catch_up().await {
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "the monthly notices wait for the log"
+            );
+            return 0;
+        }
+        let notices = self.lock().notices(month);
+        let mut issued = 0;
+        let mut complete = true;
+        for (organisation, postings) in notices {
+            match self.issue_notice(organisation, month, postings).await {
+                Ok(()) => issued += 1,
+                Err(error) => {
+                    complete = false;
+                    tracing::warn!(
+                        %organisation,
+                        %month,
+                        error = &error as &dyn std::error::Error,
+                        "a monthly notice failed; trying again on the next tick"
+                    );
+                }
+            }
+        }
+        if complete {
+            self.lock().notices_done = Some(month);
+        }
+        issued
+    }
+
+    async fn issue_notice(
+        &self,
+        organisation: OrganisationId,
+        month: Month,
+        postings: Vec<NoticedPosting>,
+    ) -> Result<(), Error> {
+        let event = NoticeEvent::MonthlyReferralNoticeIssued {
+            organisation_id: organisation,
+            month: month.to_string(),
+            postings,
+        };
+        let payload = serde_json::to_value(&event)
+            .map_err(|e| Error::internal_from("encoding a monthly notice", e))?;
+        let stream = StreamId::new(format!("{}{organisation}", notice::STREAM_PREFIX))
+            .map_err(|e| Error::internal_from("naming a notice stream", e))?;
+        let metadata = CommandMetadata {
+            command_id: Some(notice::command_id(organisation, month)),
+            actor: Some(TIMER_SUBJECT.to_owned()),
+            organisation: Some(organisation.to_string()),
+            extra: BTreeMap::from([("role".to_owned(), Role::Service.to_string())]),
+            ..CommandMetadata::default()
+        };
+        let new_event = NewEvent::new(event.type_name(), event.schema_version(), payload);
+        let outcome = self
+            .store
+            .append(&stream, ExpectedVersion::Any, vec![new_event], metadata)
+            .await
+            .map_err(|e| Error::store(e, "appending a monthly notice"))?;
+        tracing::info!(
+            %organisation,
+            %month,
+            duplicate = outcome.duplicate,
+            "monthly referral notice issued"
+        );
+        Ok(())
     }
 
     /// Sends the deadline's command as the timer, under its deterministic command id.
@@ -346,6 +463,11 @@ impl Schedule {
                 return;
             }
         };
+        self.follow_publication(
+            posting_id,
+            &decoded,
+            event.metadata.command.organisation.as_deref(),
+        );
         // Settle first: an event that both settles and sets a kind (none does today) keeps
         // the deadline it sets.
         for kind in settled_timers(&decoded) {
@@ -367,6 +489,83 @@ impl Schedule {
             self.due
                 .insert((timer.due_at, posting_id, timer.kind), pending);
         }
+    }
+
+    /// Keeps `published` up to date for the monthly notice (R-POST-9).
+    fn follow_publication(
+        &mut self,
+        posting_id: PostingId,
+        event: &PostingEvent,
+        organisation: Option<&str>,
+    ) {
+        match event {
+            PostingEvent::PostingPublished {
+                content: Some(content),
+                ..
+            } => {
+                // The command layer records the posting's owner on every event.
+                let Some(organisation) = organisation.and_then(|o| o.parse().ok()) else {
+                    return;
+                };
+                let mut posting = PublishedPosting {
+                    organisation,
+                    title: String::new(),
+                    referral_period_end: None,
+                    new_graduate: false,
+                    public: true,
+                };
+                posting.take(content);
+                self.published.insert(posting_id, posting);
+            }
+            PostingEvent::ModificationPublished {
+                content,
+                published_at,
+                expires_at,
+                ..
+            } => {
+                if let Some(posting) = self.published.get_mut(&posting_id) {
+                    posting.take(content);
+                    if expires_at.is_some_and(|at| at > *published_at) {
+                        posting.public = true;
+                    }
+                }
+            }
+            PostingEvent::PostingExpired { .. } => {
+                if let Some(posting) = self.published.get_mut(&posting_id) {
+                    posting.public = false;
+                }
+            }
+            PostingEvent::PostingWithdrawn { .. }
+            | PostingEvent::RecruitmentStopped { .. }
+            | PostingEvent::PostingCancelled { .. } => {
+                self.published.remove(&posting_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Each organisation's postings in `month`'s notice, ordered by referral end, then id.
+    fn notices(&self, month: Month) -> BTreeMap<OrganisationId, Vec<NoticedPosting>> {
+        let mut notices: BTreeMap<OrganisationId, Vec<NoticedPosting>> = BTreeMap::new();
+        for (posting_id, posting) in &self.published {
+            let Some(end) = posting.referral_period_end else {
+                continue;
+            };
+            if posting.public && notice::is_noticed_by(Some(end), posting.new_graduate, month) {
+                notices
+                    .entry(posting.organisation)
+                    .or_default()
+                    .push(NoticedPosting {
+                        posting_id: *posting_id,
+                        title: posting.title.clone(),
+                        referral_period_end: end,
+                    });
+            }
+        }
+        for postings in notices.values_mut() {
+            postings.sort_by_key(|p| (p.referral_period_end, p.posting_id));
+        }
+        notices
     }
 
     /// The deadlines due at `now`, earliest first.

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use jobboard_app::{PostingCommands, TIMER_SUBJECT, Timers};
 use jobboard_domain::PostingStatus;
+use jobboard_domain::notice::{self, NoticeEvent};
 use jobboard_domain::posting::{
-    ApproveModification, PostingId, RequestModification, RequestWithdrawal,
+    ApproveModification, ApprovePosting, CreateDraft, Language, OrganisationId, PostingContent,
+    PostingId, RequestModification, RequestWithdrawal, SubmitForReview,
 };
-use jobboard_eventstore::{EventStore, StreamRange};
+use jobboard_eventstore::{EventStore, StreamId, StreamRange};
 use support::{
-    App, Kind, ORG_A, complete_content, ctx, date, employer, eventually, fresh_id, jst, operator,
+    App, Kind, ORG_A, ORG_B, complete_content, ctx, date, employer, eventually, fresh_id, jst,
+    operator,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +26,7 @@ jobboard_testkit::on_both_backends!(
     running_timers_learn_deadlines_live_and_publish_once,
     a_restarted_timer_fires_pending_deadlines_and_not_fired_ones,
     a_change_takes_effect_then_the_posting_expires_and_locks_across_restarts,
+    each_employer_gets_one_monthly_notice_of_its_referral_ends_after_the_20th,
 );
 
 async fn count(store: &EventStore, posting_id: PostingId, event_type: &str) -> usize {
@@ -224,4 +228,112 @@ async fn a_change_takes_effect_then_the_posting_expires_and_locks_across_restart
     assert_eq!(count(&store, id, "ModificationsLocked").await, 1);
     assert_eq!(count(&store2, id, "PostingExpired").await, 1);
     assert_eq!(timers.pending(), 0);
+}
+
+/// A posting of `org` with `content`, published at 00:00 on 2026-02-01 by the timers.
+async fn published(app: &App, org: OrganisationId, content: PostingContent) -> PostingId {
+    app.clock.set(jst("2026-01-31T10:00:00"));
+    let create = CreateDraft {
+        posting_id: PostingId::new(uuid::Uuid::nil()),
+        organisation_id: org,
+        language: Language::Ja,
+        content,
+        reused_from: None,
+    };
+    let id = app
+        .commands
+        .execute(&ctx(employer(org), &fresh_id()), None, create.into())
+        .await
+        .expect("create")
+        .posting_id;
+    app.ok(&ctx(employer(org), &fresh_id()), id, SubmitForReview)
+        .await;
+    app.ok(
+        &ctx(operator(), &fresh_id()),
+        id,
+        ApprovePosting {
+            publish_date: date("2026-02-01"),
+        },
+    )
+    .await;
+    app.clock.set(jst("2026-02-01T00:00:00"));
+    app.timers().fire_due().await.unwrap();
+    id
+}
+
+async fn notices(store: &EventStore, org: OrganisationId) -> Vec<NoticeEvent> {
+    let stream = StreamId::new(format!("{}{org}", notice::STREAM_PREFIX)).unwrap();
+    store
+        .read_stream(&stream, StreamRange::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::from_value(e.payload).unwrap())
+        .collect()
+}
+
+async fn each_employer_gets_one_monthly_notice_of_its_referral_ends_after_the_20th(kind: Kind) {
+    // R-POST-9
+    let app = App::new(kind).await;
+    let ends = |end: &str, new_graduate| PostingContent {
+        referral_period_end: Some(date(end)),
+        new_graduate,
+        ..complete_content()
+    };
+    let a_march = published(&app, ORG_A, ends("2026-03-31", false)).await;
+    published(&app, ORG_A, ends("2026-03-31", true)).await; // new graduates: left out
+    published(&app, ORG_A, ends("2026-04-30", false)).await; // another month
+    let withdrawn = published(&app, ORG_A, ends("2026-03-10", false)).await;
+    let b_march = published(&app, ORG_B, ends("2026-03-15", false)).await;
+    app.clock.set(jst("2026-02-10T10:00:00"));
+    app.ok(
+        &ctx(employer(ORG_A), &fresh_id()),
+        withdrawn,
+        RequestWithdrawal,
+    )
+    .await;
+    app.clock.set(jst("2026-02-10T22:00:00"));
+    app.timers().fire_due().await.unwrap();
+
+    let timers = app.timers();
+    app.clock.set(jst("2026-03-20T23:59:59"));
+    timers.fire_due().await.unwrap();
+    assert!(
+        notices(&app.store, ORG_A).await.is_empty(),
+        "not before the 21st"
+    );
+
+    app.clock.set(jst("2026-03-21T00:00:00"));
+    timers.fire_due().await.unwrap();
+    let listed = |notices: &[NoticeEvent]| -> Vec<(String, Vec<PostingId>)> {
+        notices
+            .iter()
+            .map(
+                |NoticeEvent::MonthlyReferralNoticeIssued {
+                     month, postings, ..
+                 }| {
+                    (
+                        month.clone(),
+                        postings.iter().map(|p| p.posting_id).collect(),
+                    )
+                },
+            )
+            .collect()
+    };
+    assert_eq!(
+        listed(&notices(&app.store, ORG_A).await),
+        [("2026-03".to_owned(), vec![a_march])]
+    );
+    assert_eq!(
+        listed(&notices(&app.store, ORG_B).await),
+        [("2026-03".to_owned(), vec![b_march])]
+    );
+
+    // Once: a later tick, a restarted instance and a second instance write nothing more.
+    app.clock.set(jst("2026-03-25T09:00:00"));
+    timers.fire_due().await.unwrap();
+    let (store, restarted) = restart(&app).await;
+    restarted.fire_due().await.unwrap();
+    assert_eq!(notices(&store, ORG_A).await.len(), 1);
+    assert_eq!(notices(&store, ORG_B).await.len(), 1);
 }
