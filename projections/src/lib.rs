@@ -7,7 +7,8 @@
 //! log through `EventStore::subscribe` (woken by commits, no polling) from the committed
 //! checkpoint, and lets queries wait for a checkpoint (read-your-writes).
 //!
-//! Views: [`postings`] (GetPosting, ListPostings).
+//! Views: [`postings`] (GetPosting, ListPostings, the review queue, draft versions),
+//! [`notifications`] (the notifications feed), [`access`] (access counts, R-POST-8).
 //!
 //! ```no_run
 //! # async fn demo(store: jobboard_eventstore::EventStore) -> jobboard_projections::Result<()> {
@@ -42,8 +43,10 @@
 //! (with its checkpoint row) and rebuilt from the log; this crate reads the log only through the
 //! event store's public API and writes no table of the store.
 
+pub mod access;
 mod db;
 mod error;
+pub mod notifications;
 pub mod postings;
 mod runtime;
 

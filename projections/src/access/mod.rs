@@ -1,0 +1,260 @@
+//! Access counts (R-POST-8): views per posting and business day, and totals per posting, from the
+//! roll-up events the command side appends (`PostingViewsCounted` in `postingviews-YYYYMMDD`).
+//!
+//! [`AccessCountsProjector`] (`access_counts` v1) adds each roll-up to `access_daily_v1` and
+//! `access_totals_v1`, and learns each posting's organisation from its `PostingDrafted`, so an
+//! employer's ranking needs no other view. Additions are safe because the runtime applies each
+//! event exactly once (the checkpoint moves in the same transaction).
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use jobboard_domain::posting::{OrganisationId, PostingId};
+use jobboard_domain::views::{STREAM_PREFIX, ViewsEvent};
+use jobboard_eventstore::RecordedEvent;
+use serde::Deserialize;
+use sqlx::AssertSqlSafe;
+
+use crate::db::{Backend, Param, ViewDb, ViewTx, signed, unsigned};
+use crate::error::{Error, Result};
+use crate::runtime::Projector;
+
+/// The projector's name, for `ProjectionRuntime::wait_for`.
+pub const PROJECTOR: &str = "access_counts";
+/// The version of the view's shape; it names the tables.
+pub const VERSION: u32 = 1;
+
+/// Largest ranking served.
+pub const MAX_RANKING: u32 = 1000;
+
+macro_rules! daily {
+    () => {
+        "access_daily_v1"
+    };
+}
+
+macro_rules! totals {
+    () => {
+        "access_totals_v1"
+    };
+}
+
+const SQLITE_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    daily!(),
+    " (posting_id TEXT NOT NULL, day TEXT NOT NULL, views INTEGER NOT NULL,
+       PRIMARY KEY (posting_id, day));
+    CREATE TABLE IF NOT EXISTS ",
+    totals!(),
+    " (posting_id TEXT PRIMARY KEY, organisation_id TEXT, total INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS ",
+    totals!(),
+    "_ranking ON ",
+    totals!(),
+    " (total DESC, posting_id);
+    CREATE INDEX IF NOT EXISTS ",
+    totals!(),
+    "_by_organisation ON ",
+    totals!(),
+    " (organisation_id, total DESC, posting_id);"
+);
+
+const POSTGRES_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    daily!(),
+    r#" (posting_id TEXT COLLATE "C" NOT NULL, day DATE NOT NULL, views BIGINT NOT NULL,
+       PRIMARY KEY (posting_id, day));
+    CREATE TABLE IF NOT EXISTS "#,
+    totals!(),
+    r#" (posting_id TEXT COLLATE "C" PRIMARY KEY, organisation_id TEXT COLLATE "C",
+       total BIGINT NOT NULL);
+    CREATE INDEX IF NOT EXISTS "#,
+    totals!(),
+    "_ranking ON ",
+    totals!(),
+    " (total DESC, posting_id);
+    CREATE INDEX IF NOT EXISTS ",
+    totals!(),
+    "_by_organisation ON ",
+    totals!(),
+    " (organisation_id, total DESC, posting_id);"
+);
+
+const ADD_DAILY: &str = concat!(
+    "INSERT INTO ",
+    daily!(),
+    " (posting_id, day, views) VALUES ($1, $2, $3) \
+     ON CONFLICT (posting_id, day) DO UPDATE SET views = ",
+    daily!(),
+    ".views + excluded.views"
+);
+
+const ADD_TOTAL: &str = concat!(
+    "INSERT INTO ",
+    totals!(),
+    " (posting_id, organisation_id, total) VALUES ($1, NULL, $2) \
+     ON CONFLICT (posting_id) DO UPDATE SET total = ",
+    totals!(),
+    ".total + excluded.total"
+);
+
+const SET_ORGANISATION: &str = concat!(
+    "INSERT INTO ",
+    totals!(),
+    " (posting_id, organisation_id, total) VALUES ($1, $2, 0) \
+     ON CONFLICT (posting_id) DO UPDATE SET organisation_id = excluded.organisation_id"
+);
+
+/// Projects view roll-ups into daily counts and totals.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccessCountsProjector;
+
+/// Just the type and organisation of a `PostingDrafted`; its content is not needed here.
+#[derive(Deserialize)]
+struct Drafted {
+    organisation_id: OrganisationId,
+}
+
+#[async_trait]
+impl Projector for AccessCountsProjector {
+    fn name(&self) -> &'static str {
+        PROJECTOR
+    }
+
+    fn version(&self) -> u32 {
+        VERSION
+    }
+
+    async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
+        tx.execute_script(match tx.backend() {
+            Backend::Sqlite => SQLITE_DDL,
+            Backend::Postgres => POSTGRES_DDL,
+        })
+        .await
+    }
+
+    async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
+        if event.event_type == "PostingDrafted" {
+            let Some(posting_id) = event
+                .stream_id
+                .strip_prefix("posting-")
+                .and_then(|key| key.parse::<PostingId>().ok())
+            else {
+                return Ok(());
+            };
+            let drafted: Drafted = decode(event)?;
+            let params = [
+                posting_id.to_string().into(),
+                drafted.organisation_id.to_string().into(),
+            ];
+            tx.execute(SET_ORGANISATION, &params).await?;
+            return Ok(());
+        }
+        if !event.stream_id.starts_with(STREAM_PREFIX) || event.event_type != "PostingViewsCounted"
+        {
+            return Ok(());
+        }
+        let ViewsEvent::PostingViewsCounted { day, counts } = decode(event)?;
+        for count in counts {
+            let id: Param = count.posting_id.to_string().into();
+            let views: Param = signed(count.views)?.into();
+            tx.execute(ADD_DAILY, &[id.clone(), day.into(), views.clone()])
+                .await?;
+            tx.execute(ADD_TOTAL, &[id, views]).await?;
+        }
+        Ok(())
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(event: &RecordedEvent) -> Result<T> {
+    T::deserialize(&event.payload).map_err(|e| Error::Decode {
+        position: event.position,
+        reason: format!("{} payload: {e}", event.event_type),
+    })
+}
+
+/// A posting's total views.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTotal {
+    /// The posting.
+    pub posting_id: PostingId,
+    /// Its organisation, once its draft event was seen.
+    pub organisation_id: Option<OrganisationId>,
+    /// All views counted so far.
+    pub total: u64,
+}
+
+/// Reads the access counts. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AccessCountsView {
+    db: ViewDb,
+}
+
+impl AccessCountsView {
+    /// Queries on `db`, once the runtime has set up [`AccessCountsProjector`].
+    pub fn new(db: ViewDb) -> Self {
+        Self { db }
+    }
+
+    /// Postings by total views, most viewed first (ties by posting id), of `organisation` only
+    /// if given; at most `limit` (0 or more than [`MAX_RANKING`]: [`MAX_RANKING`]).
+    pub async fn ranking(
+        &self,
+        organisation: Option<OrganisationId>,
+        limit: u32,
+    ) -> Result<Vec<AccessTotal>> {
+        let limit = match limit {
+            0 => MAX_RANKING,
+            n => n.min(MAX_RANKING),
+        };
+        let mut params: Vec<Param> = Vec::new();
+        let mut sql = concat!(
+            "SELECT posting_id, organisation_id, total FROM ",
+            totals!(),
+            " WHERE total > 0"
+        )
+        .to_owned();
+        if let Some(organisation) = organisation {
+            params.push(organisation.to_string().into());
+            sql.push_str(" AND organisation_id = $1");
+        }
+        params.push(i64::from(limit).into());
+        sql.push_str(&format!(
+            " ORDER BY total DESC, posting_id LIMIT ${}",
+            params.len()
+        ));
+        // Built from the fragments above only; every value is a parameter.
+        let rows = self.db.fetch_all(AssertSqlSafe(sql), &params).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("posting_id")?;
+                Ok(AccessTotal {
+                    posting_id: id
+                        .parse()
+                        .map_err(|_| Error::Corrupted(format!("posting id {id:?}")))?,
+                    organisation_id: row
+                        .get::<Option<String>>("organisation_id")?
+                        .and_then(|o| o.parse().ok()),
+                    total: unsigned(row.get("total")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A posting's views per business day, oldest first.
+    pub async fn daily(&self, posting_id: PostingId) -> Result<Vec<(NaiveDate, u64)>> {
+        let rows = self
+            .db
+            .fetch_all(
+                concat!(
+                    "SELECT day, views FROM ",
+                    daily!(),
+                    " WHERE posting_id = $1 ORDER BY day"
+                ),
+                &[posting_id.to_string().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.get("day")?, unsigned(row.get("views")?)?)))
+            .collect()
+    }
+}

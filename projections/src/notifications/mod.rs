@@ -1,0 +1,437 @@
+//! The notifications feed: what a mail or messaging service tells employers — review outcomes,
+//! publications, the monthly referral notice (R-POST-3 to R-POST-5, R-POST-9).
+//!
+//! [`NotificationsProjector`] (`notifications` v1) turns those events into rows of
+//! `notifications_v1`, each with a stable id (the id of the event it comes from) and a cursor
+//! (`seq`, 1, 2, 3, … in log order). A consumer remembers the last cursor it handled and asks for
+//! the rows after it ([`NotificationsView::after`]): reconnecting neither misses nor repeats one,
+//! and a rebuild of the view gives every notification the same id and cursor again, since both
+//! come from the log's own order. The feed is a read model: it sends nothing itself, so replays
+//! and rebuilds never notify anyone twice.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jobboard_domain::notice::{self, NoticeEvent, NoticedPosting};
+use jobboard_domain::posting::{OrganisationId, PostingEvent, PostingId};
+use jobboard_eventstore::RecordedEvent;
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
+
+use crate::db::{Backend, Param, ViewDb, ViewRow, ViewTx, signed, unsigned};
+use crate::error::{Error, Result};
+use crate::runtime::Projector;
+
+/// The projector's name, for `ProjectionRuntime::wait_for`.
+pub const PROJECTOR: &str = "notifications";
+/// The version of the view's shape; it names the tables.
+pub const VERSION: u32 = 1;
+
+const POSTING_PREFIX: &str = "posting-";
+
+/// What a notification is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// The operator returned a registration request (R-POST-3).
+    RegistrationReturned,
+    /// The operator approved a registration request (R-POST-4).
+    RegistrationApproved,
+    /// The posting went public (R-POST-4).
+    Published,
+    /// The operator returned a modification request (R-POST-5).
+    ModificationReturned,
+    /// The operator approved a modification request (R-POST-5).
+    ModificationApproved,
+    /// An approved modification took effect (R-POST-5).
+    ModificationPublished,
+    /// Postings whose referral period ends this month (R-POST-9).
+    MonthlyReferralNotice,
+}
+
+impl NotificationKind {
+    /// The stable code, as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RegistrationReturned => "registration_returned",
+            Self::RegistrationApproved => "registration_approved",
+            Self::Published => "published",
+            Self::ModificationReturned => "modification_returned",
+            Self::ModificationApproved => "modification_approved",
+            Self::ModificationPublished => "modification_published",
+            Self::MonthlyReferralNotice => "monthly_referral_notice",
+        }
+    }
+}
+
+/// What a notification says beyond its kind; which fields are set depends on the kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationDetail {
+    /// The operator's reasons (returns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// When the approved posting or change goes public (approvals, publications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<DateTime<Utc>>,
+    /// The month of a referral notice, `2026-03`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+    /// The postings of a referral notice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postings: Vec<NoticedPosting>,
+}
+
+/// One notification as the view holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// The cursor: 1, 2, 3, … in log order; ask for the rows after the last one handled.
+    pub seq: u64,
+    /// Stable id (the source event's id): the same across reconnects and rebuilds.
+    pub notification_id: String,
+    /// The employer to tell.
+    pub organisation_id: OrganisationId,
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// The posting, for posting notifications.
+    pub posting_id: Option<PostingId>,
+    /// The posting's title when the event was recorded (empty for referral notices).
+    pub title: String,
+    /// The rest.
+    pub detail: NotificationDetail,
+    /// When the source event was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+macro_rules! table {
+    () => {
+        "notifications_v1"
+    };
+}
+
+macro_rules! titles_table {
+    () => {
+        "notification_titles_v1"
+    };
+}
+
+const SQLITE_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    table!(),
+    " (
+        seq             INTEGER PRIMARY KEY,
+        notification_id TEXT    NOT NULL UNIQUE,
+        organisation_id TEXT    NOT NULL,
+        kind            TEXT    NOT NULL,
+        posting_id      TEXT,
+        title           TEXT    NOT NULL,
+        detail          TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS ",
+    table!(),
+    "_by_organisation ON ",
+    table!(),
+    " (organisation_id, seq);
+    CREATE TABLE IF NOT EXISTS ",
+    titles_table!(),
+    " (posting_id TEXT PRIMARY KEY, title TEXT NOT NULL);"
+);
+
+const POSTGRES_DDL: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    table!(),
+    r#" (
+        seq             BIGINT      PRIMARY KEY,
+        notification_id TEXT        NOT NULL UNIQUE,
+        organisation_id TEXT COLLATE "C" NOT NULL,
+        kind            TEXT        NOT NULL,
+        posting_id      TEXT,
+        title           TEXT        NOT NULL,
+        detail          JSONB       NOT NULL,
+        created_at      TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS "#,
+    table!(),
+    "_by_organisation ON ",
+    table!(),
+    " (organisation_id, seq);
+    CREATE TABLE IF NOT EXISTS ",
+    titles_table!(),
+    r#" (posting_id TEXT COLLATE "C" PRIMARY KEY, title TEXT NOT NULL);"#
+);
+
+/// A new notification, the next cursor; an event already turned into one is left alone.
+const INSERT: &str = concat!(
+    "INSERT INTO ",
+    table!(),
+    " (seq, notification_id, organisation_id, kind, posting_id, title, detail, created_at) \
+     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM ",
+    table!(),
+    // SQLite needs a WHERE before an upsert's ON CONFLICT to parse an INSERT … SELECT.
+    " WHERE true ON CONFLICT (notification_id) DO NOTHING"
+);
+
+const UPSERT_TITLE: &str = concat!(
+    "INSERT INTO ",
+    titles_table!(),
+    " (posting_id, title) VALUES ($1, $2) \
+     ON CONFLICT (posting_id) DO UPDATE SET title = excluded.title"
+);
+
+/// Projects review outcomes, publications and referral notices into `notifications_v1`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotificationsProjector;
+
+#[async_trait]
+impl Projector for NotificationsProjector {
+    fn name(&self) -> &'static str {
+        PROJECTOR
+    }
+
+    fn version(&self) -> u32 {
+        VERSION
+    }
+
+    async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
+        tx.execute_script(match tx.backend() {
+            Backend::Sqlite => SQLITE_DDL,
+            Backend::Postgres => POSTGRES_DDL,
+        })
+        .await
+    }
+
+    async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
+        if event.stream_id.starts_with(notice::STREAM_PREFIX) {
+            return apply_notice(tx, event).await;
+        }
+        let Some(posting_id) = event
+            .stream_id
+            .strip_prefix(POSTING_PREFIX)
+            .and_then(|key| key.parse::<PostingId>().ok())
+        else {
+            return Ok(());
+        };
+        if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
+            return Ok(());
+        }
+        let decoded: PostingEvent = decode(event)?;
+        let (kind, detail) = match decoded {
+            PostingEvent::PostingDrafted { content, .. }
+            | PostingEvent::DraftSaved { content, .. }
+            | PostingEvent::PostingSubmitted { content, .. } => {
+                let params = [posting_id.to_string().into(), content.title.into()];
+                tx.execute(UPSERT_TITLE, &params).await?;
+                return Ok(());
+            }
+            PostingEvent::PostingReturned { reasons } => (
+                NotificationKind::RegistrationReturned,
+                NotificationDetail {
+                    reasons,
+                    ..NotificationDetail::default()
+                },
+            ),
+            PostingEvent::PostingApproved { publishes_at, .. } => (
+                NotificationKind::RegistrationApproved,
+                effective(publishes_at),
+            ),
+            PostingEvent::PostingPublished { published_at, .. } => {
+                (NotificationKind::Published, effective(published_at))
+            }
+            PostingEvent::ModificationReturned { reasons } => (
+                NotificationKind::ModificationReturned,
+                NotificationDetail {
+                    reasons,
+                    ..NotificationDetail::default()
+                },
+            ),
+            PostingEvent::ModificationApproved { effective_at, .. } => (
+                NotificationKind::ModificationApproved,
+                effective(effective_at),
+            ),
+            PostingEvent::ModificationPublished {
+                content,
+                published_at,
+                ..
+            } => {
+                let params = [posting_id.to_string().into(), content.title.into()];
+                tx.execute(UPSERT_TITLE, &params).await?;
+                (
+                    NotificationKind::ModificationPublished,
+                    effective(published_at),
+                )
+            }
+            _ => return Ok(()),
+        };
+        // The command layer records the posting's owner on every event, whoever acted.
+        let Some(organisation) = event
+            .metadata
+            .command
+            .organisation
+            .as_deref()
+            .and_then(|o| o.parse::<OrganisationId>().ok())
+        else {
+            tracing::warn!(
+                position = event.position,
+                "a posting event names no organisation; no notification"
+            );
+            return Ok(());
+        };
+        let title = tx
+            .fetch_optional(
+                concat!(
+                    "SELECT title FROM ",
+                    titles_table!(),
+                    " WHERE posting_id = $1"
+                ),
+                &[posting_id.to_string().into()],
+            )
+            .await?
+            .map(|row| row.get::<String>("title"))
+            .transpose()?
+            .unwrap_or_default();
+        insert(
+            tx,
+            event,
+            organisation,
+            kind,
+            Some(posting_id),
+            title,
+            &detail,
+        )
+        .await
+    }
+}
+
+fn effective(at: DateTime<Utc>) -> NotificationDetail {
+    NotificationDetail {
+        effective_at: Some(at),
+        ..NotificationDetail::default()
+    }
+}
+
+async fn apply_notice(tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
+    if event.event_type != "MonthlyReferralNoticeIssued" {
+        return Ok(());
+    }
+    let NoticeEvent::MonthlyReferralNoticeIssued {
+        organisation_id,
+        month,
+        postings,
+    } = decode(event)?;
+    let detail = NotificationDetail {
+        month: Some(month),
+        postings,
+        ..NotificationDetail::default()
+    };
+    let kind = NotificationKind::MonthlyReferralNotice;
+    insert(
+        tx,
+        event,
+        organisation_id,
+        kind,
+        None,
+        String::new(),
+        &detail,
+    )
+    .await
+}
+
+async fn insert(
+    tx: &mut ViewTx,
+    event: &RecordedEvent,
+    organisation: OrganisationId,
+    kind: NotificationKind,
+    posting_id: Option<PostingId>,
+    title: String,
+    detail: &NotificationDetail,
+) -> Result<()> {
+    let params = [
+        event.metadata.event_id.to_string().into(),
+        organisation.to_string().into(),
+        kind.as_str().into(),
+        posting_id.map(|p| p.to_string()).into(),
+        title.into(),
+        Param::json(detail)?,
+        event.metadata.recorded_at.into(),
+    ];
+    tx.execute(INSERT, &params).await?;
+    Ok(())
+}
+
+/// An event's payload as `T`; a payload that does not decode stops the projector.
+fn decode<T: for<'de> Deserialize<'de>>(event: &RecordedEvent) -> Result<T> {
+    T::deserialize(&event.payload).map_err(|e| Error::Decode {
+        position: event.position,
+        reason: format!("{} payload: {e}", event.event_type),
+    })
+}
+
+/// Reads the notifications feed. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NotificationsView {
+    db: ViewDb,
+}
+
+/// Largest page served.
+pub const MAX_PAGE: u32 = 500;
+
+impl NotificationsView {
+    /// Queries on `db`, once the runtime has set up [`NotificationsProjector`].
+    pub fn new(db: ViewDb) -> Self {
+        Self { db }
+    }
+
+    /// The notifications after cursor `after` (0: from the first), of `organisation` only if
+    /// given, in cursor order, at most `limit` (0 or more than [`MAX_PAGE`]: [`MAX_PAGE`]).
+    pub async fn after(
+        &self,
+        organisation: Option<OrganisationId>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>> {
+        let limit = match limit {
+            0 => MAX_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let mut params: Vec<Param> = vec![signed(after)?.into()];
+        let mut sql = concat!(
+            "SELECT seq, notification_id, organisation_id, kind, posting_id, title, detail, \
+             created_at FROM ",
+            table!(),
+            " WHERE seq > $1"
+        )
+        .to_owned();
+        if let Some(organisation) = organisation {
+            params.push(organisation.to_string().into());
+            sql.push_str(" AND organisation_id = $2");
+        }
+        params.push(i64::from(limit).into());
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
+        // Built from the fragments above only; every value is a parameter.
+        let rows = self.db.fetch_all(AssertSqlSafe(sql), &params).await?;
+        rows.iter().map(notification_row).collect()
+    }
+}
+
+fn notification_row(row: &ViewRow) -> Result<NotificationRow> {
+    fn parse<T: std::str::FromStr>(column: &str, text: String) -> Result<T> {
+        text.parse()
+            .map_err(|_| Error::Corrupted(format!("{column} {text:?}")))
+    }
+    let kind: String = row.get("kind")?;
+    let kind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+        .map_err(|_| Error::Corrupted(format!("notification kind {kind:?}")))?;
+    Ok(NotificationRow {
+        seq: unsigned(row.get("seq")?)?,
+        notification_id: row.get("notification_id")?,
+        organisation_id: parse("organisation_id", row.get("organisation_id")?)?,
+        kind,
+        posting_id: row
+            .get::<Option<String>>("posting_id")?
+            .map(|p| parse("posting_id", p))
+            .transpose()?,
+        title: row.get("title")?,
+        detail: row.get::<Json<NotificationDetail>>("detail")?.0,
+        created_at: row.time("created_at")?,
+    })
+}
