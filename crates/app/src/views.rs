@@ -22,6 +22,7 @@ use jobboard_domain::time::business_date;
 use jobboard_domain::views::{ViewCount, ViewsEvent, stream_of};
 use jobboard_eventstore::{CommandMetadata, EventStore, ExpectedVersion, NewEvent, StreamId};
 use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Caller, Role};
@@ -75,13 +76,14 @@ struct Pending {
 
 impl ViewCounter {
     /// A counter on `store`, dating views by `clock`, flushing in a task until `shutdown` is
-    /// cancelled (the last views are flushed then).
+    /// cancelled (the last views are flushed then); the task's handle comes with it, for a
+    /// shutdown that waits for that last flush.
     pub fn spawn(
         store: EventStore,
         clock: Arc<dyn Clock>,
         options: ViewCounterOptions,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> (Self, JoinHandle<()>) {
         let counter = Self {
             inner: Arc::new(Inner {
                 store,
@@ -91,8 +93,8 @@ impl ViewCounter {
                 flush_now: Notify::new(),
             }),
         };
-        tokio::spawn(counter.clone().run(shutdown));
-        counter
+        let task = tokio::spawn(counter.clone().run(shutdown));
+        (counter, task)
     }
 
     /// Counts one view of each of `posting_ids` (an id may repeat) on today's business date, and

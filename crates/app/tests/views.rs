@@ -28,6 +28,7 @@ fn counter(app: &App, shutdown: &CancellationToken) -> ViewCounter {
         },
         shutdown.clone(),
     )
+    .0
 }
 
 async fn roll_ups(app: &App, day: &str) -> Vec<ViewsEvent> {

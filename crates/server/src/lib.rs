@@ -1,5 +1,6 @@
 //! The jobboard service shell: configuration, authentication, the gRPC services (posting
-//! commands and queries, the event feed, health, reflection), the projectors and timers, metrics
+//! commands and queries, notifications, access counts, the event feed, health, reflection), the
+//! projectors, timers and view counter, metrics
 //! and graceful shutdown, assembled by [`Application`].
 //!
 //! ```no_run
@@ -11,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod auth;
 pub mod config;
 mod convert;
@@ -18,6 +20,7 @@ mod error;
 pub mod feed;
 pub mod health;
 mod metered;
+pub mod notifications;
 pub mod posting_queries;
 pub mod postings;
 mod services;

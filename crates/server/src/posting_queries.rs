@@ -55,19 +55,36 @@ impl PostingQueries {
         metadata: &MetadataMap,
         min_position: Option<pb::LogPosition>,
     ) -> Result<(), Status> {
-        let Some(position) = min_position else {
-            return Ok(());
-        };
-        let bound = wait_bound(convert::grpc_timeout(metadata));
-        self.projections
-            .wait_for(
-                postings::PROJECTOR,
-                convert::from_log_position(Some(&position)),
-                bound,
-            )
-            .await
-            .map_err(to_status)
+        wait_for_view(
+            &self.projections,
+            postings::PROJECTOR,
+            metadata,
+            min_position,
+        )
+        .await
     }
+}
+
+/// Waits until `projector`'s view has reached `min_position`, if given, within the call's
+/// deadline and [`MAX_READ_WAIT`] (read-your-writes for every query service).
+pub(crate) async fn wait_for_view(
+    projections: &ProjectionRuntime,
+    projector: &str,
+    metadata: &MetadataMap,
+    min_position: Option<pb::LogPosition>,
+) -> Result<(), Status> {
+    let Some(position) = min_position else {
+        return Ok(());
+    };
+    let bound = wait_bound(convert::grpc_timeout(metadata));
+    projections
+        .wait_for(
+            projector,
+            convert::from_log_position(Some(&position)),
+            bound,
+        )
+        .await
+        .map_err(to_status)
 }
 
 /// How long a read may wait for its position, given the call's deadline (if any).

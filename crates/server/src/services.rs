@@ -8,11 +8,15 @@
 
 use std::collections::HashSet;
 
-use jobboard_app::PostingCommands;
+use jobboard_app::{PostingCommands, ViewCounter};
 use jobboard_eventstore::EventStore;
-use jobboard_projections::ProjectionRuntime;
+use jobboard_projections::access::AccessCountsView;
+use jobboard_projections::notifications::NotificationsView;
 use jobboard_projections::postings::PostingsView;
+use jobboard_projections::{ProjectionRuntime, ViewDb};
+use jobboard_proto::v1::access_counts_service_server::AccessCountsServiceServer;
 use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
+use jobboard_proto::v1::notifications_service_server::NotificationsServiceServer;
 use jobboard_proto::v1::posting_query_service_server::PostingQueryServiceServer;
 use jobboard_proto::v1::postings_service_server::PostingsServiceServer;
 use tokio_util::sync::CancellationToken;
@@ -21,11 +25,13 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
+use crate::access::AccessCounts;
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::feed::EventFeed;
 use crate::health::Readiness;
 use crate::metered;
+use crate::notifications::Notifications;
 use crate::posting_queries::PostingQueries;
 use crate::postings::PostingsApi;
 
@@ -41,6 +47,10 @@ pub(crate) struct ServiceContext {
     pub(crate) postings_view: PostingsView,
     /// The projectors, for read-your-writes waits.
     pub(crate) projections: ProjectionRuntime,
+    /// The read models' database.
+    pub(crate) views: ViewDb,
+    /// Rolls reported page views up (R-POST-8).
+    pub(crate) view_counter: ViewCounter,
 }
 
 /// The routes of every service, and what metrics need to know of them.
@@ -68,6 +78,25 @@ fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<St
     let queries = PostingQueryServiceServer::with_interceptor(queries, ctx.auth.clone());
     names.push(name_of(&queries).to_owned());
     routes.add_service(queries);
+
+    let notifications = Notifications::new(
+        NotificationsView::new(ctx.views.clone()),
+        ctx.projections.clone(),
+        ctx.stopping.clone(),
+    );
+    let notifications =
+        NotificationsServiceServer::with_interceptor(notifications, ctx.auth.clone());
+    names.push(name_of(&notifications).to_owned());
+    routes.add_service(notifications);
+
+    let access = AccessCounts::new(
+        ctx.view_counter.clone(),
+        AccessCountsView::new(ctx.views.clone()),
+        ctx.projections.clone(),
+    );
+    let access = AccessCountsServiceServer::with_interceptor(access, ctx.auth.clone());
+    names.push(name_of(&access).to_owned());
+    routes.add_service(access);
 
     names
 }

@@ -6,9 +6,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobboard_app::{PostingCommands, TimerOptions, Timers};
+use jobboard_app::{PostingCommands, TimerOptions, Timers, ViewCounter, ViewCounterOptions};
 use jobboard_domain::{Clock, SystemClock};
 use jobboard_eventstore::{EventStore, StoreOptions};
+use jobboard_projections::access::AccessCountsProjector;
+use jobboard_projections::notifications::NotificationsProjector;
 use jobboard_projections::postings::{PostingsProjector, PostingsView};
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use tokio::net::TcpListener;
@@ -50,6 +52,8 @@ pub struct Application {
     views: ViewDb,
     projections: ProjectionRuntime,
     timers: JoinHandle<()>,
+    /// The view counter's flushing task; its last flush runs on cancellation.
+    view_counter: JoinHandle<()>,
     /// Cancels the projectors and the timers when dropped (a failed or abandoned start).
     background: DropGuard,
     keys: TokenKeys,
@@ -120,7 +124,11 @@ impl Application {
         let projections = ProjectionRuntime::spawn(
             views.clone(),
             store.clone(),
-            vec![Arc::new(PostingsProjector)],
+            vec![
+                Arc::new(PostingsProjector),
+                Arc::new(NotificationsProjector),
+                Arc::new(AccessCountsProjector),
+            ],
             background.clone(),
         )
         .await
@@ -131,12 +139,18 @@ impl Application {
         let timers = Timers::with_options(
             store.clone(),
             commands.clone(),
-            clock,
+            Arc::clone(&clock),
             TimerOptions {
                 tick: config.timer_tick,
             },
         );
         let timers = tokio::spawn(timers.run(background.clone()));
+        let (view_counter, view_counter_task) = ViewCounter::spawn(
+            store.clone(),
+            clock,
+            ViewCounterOptions::default(),
+            background.clone(),
+        );
 
         let stopping = CancellationToken::new();
         let services = services::build(
@@ -147,6 +161,8 @@ impl Application {
                 commands,
                 postings_view: PostingsView::new(views.clone()),
                 projections: projections.clone(),
+                views: views.clone(),
+                view_counter,
             },
             &readiness,
         )
@@ -159,6 +175,7 @@ impl Application {
             views,
             projections,
             timers,
+            view_counter: view_counter_task,
             background: background_guard,
             keys,
             readiness,
@@ -210,6 +227,7 @@ impl Application {
             views,
             projections,
             timers,
+            view_counter,
             background,
             readiness,
             routes,
@@ -262,6 +280,9 @@ impl Application {
         let background_stopped = async {
             if let Err(error) = timers.await {
                 tracing::error!(%error, "the timers task failed");
+            }
+            if let Err(error) = view_counter.await {
+                tracing::error!(%error, "the view counter task failed");
             }
             projections.stopped().await;
         };

@@ -8,6 +8,7 @@ mod access;
 mod commands;
 mod feed;
 mod lifecycle;
+mod notifications;
 mod publication;
 mod queries;
 mod walk;

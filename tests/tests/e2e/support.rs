@@ -12,7 +12,9 @@ use jobboard::{Application, Config};
 use jobboard_domain::FixedClock;
 use jobboard_domain::time::BUSINESS_OFFSET;
 use jobboard_proto::v1 as pb;
+use jobboard_proto::v1::access_counts_service_client::AccessCountsServiceClient;
 use jobboard_proto::v1::event_feed_service_client::EventFeedServiceClient;
+use jobboard_proto::v1::notifications_service_client::NotificationsServiceClient;
 use jobboard_proto::v1::posting_query_service_client::PostingQueryServiceClient;
 use jobboard_proto::v1::postings_service_client::PostingsServiceClient;
 use tokio::sync::oneshot;
@@ -144,6 +146,9 @@ impl tonic::service::Interceptor for Bearer {
 pub(crate) type Postings = PostingsServiceClient<InterceptedService<Channel, Bearer>>;
 pub(crate) type Queries = PostingQueryServiceClient<InterceptedService<Channel, Bearer>>;
 pub(crate) type Feed = EventFeedServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type NotificationsClient =
+    NotificationsServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type AccessClient = AccessCountsServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The server under test, its database and its clock. Fields drop in order: the server stops
 /// before its database goes.
@@ -205,6 +210,22 @@ impl TestApp {
         EventFeedServiceClient::with_interceptor(
             self.running.channel.clone(),
             self.bearer(Some(&service())),
+        )
+    }
+
+    /// The notifications client, as `caller`.
+    pub(crate) fn notifications(&self, caller: &Caller) -> NotificationsClient {
+        NotificationsServiceClient::with_interceptor(
+            self.running.channel.clone(),
+            self.bearer(Some(caller)),
+        )
+    }
+
+    /// The access counts client, as `caller`.
+    pub(crate) fn access(&self, caller: &Caller) -> AccessClient {
+        AccessCountsServiceClient::with_interceptor(
+            self.running.channel.clone(),
+            self.bearer(Some(caller)),
         )
     }
 
