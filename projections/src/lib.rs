@@ -8,7 +8,9 @@
 //! checkpoint, and lets queries wait for a checkpoint (read-your-writes).
 //!
 //! Views: [`postings`] (GetPosting, ListPostings, the review queue, draft versions),
-//! [`notifications`] (the notifications feed), [`access`] (access counts, R-POST-8).
+//! [`notifications`] (the notifications feed), [`access`] (access counts, R-POST-8), [`search`]
+//! (keyword and condition search of postings: a tantivy index in a directory of its own, with its
+//! checkpoint in each index commit and blue/green generations).
 //!
 //! ```no_run
 //! # async fn demo(store: jobboard_eventstore::EventStore) -> jobboard_projections::Result<()> {
@@ -49,6 +51,7 @@ mod error;
 pub mod notifications;
 pub mod postings;
 mod runtime;
+pub mod search;
 
 pub use db::{Backend, Param, StoredCheckpoint, ViewColumn, ViewDb, ViewRow, ViewTx};
 pub use error::{Error, Result};

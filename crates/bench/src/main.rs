@@ -5,8 +5,10 @@
 //!   the exact expected version, as command handlers do.
 //! - `read-all`: seeds M events, then reads the whole log in global order, decoded into envelopes.
 //! - `grpc`: drives the real service over gRPC with a realistic posting mix (see `grpc.rs`).
+//! - `search`: builds the postings search index and runs a query mix (see `search.rs`).
 
 mod grpc;
+mod search;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +64,8 @@ enum Command {
     /// Command latency and throughput through the gRPC service, and how soon the postings view
     /// shows each command.
     Grpc(grpc::Args),
+    /// Search index build rate and query latency over generated bilingual postings.
+    Search(search::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +131,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Grpc(args) => {
             let json_only = args.json;
             print_result(grpc::run(args).await?, json_only)
+        }
+        Command::Search(args) => {
+            let json_only = args.json;
+            print_result(search::run(args).await?, json_only)
         }
     }
 }

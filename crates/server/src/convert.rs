@@ -110,15 +110,66 @@ pub(crate) fn posting_id(
 
 /// The language of a request; UNSPECIFIED and unknown values are violations of `language`.
 pub(crate) fn language(value: i32, violations: &mut Violations) -> Option<Language> {
+    language_in("language", value, violations)
+}
+
+/// A language of a request held by `field`; UNSPECIFIED and unknown values are violations.
+pub(crate) fn language_in(
+    field: &str,
+    value: i32,
+    violations: &mut Violations,
+) -> Option<Language> {
     match pb::Language::try_from(value) {
         Ok(pb::Language::Ja) => Some(Language::Ja),
         Ok(pb::Language::En) => Some(Language::En),
         Ok(pb::Language::Unspecified) => {
-            violations.add("language", "must be set (LANGUAGE_JA or LANGUAGE_EN)");
+            violations.add(field, "must be set (LANGUAGE_JA or LANGUAGE_EN)");
             None
         }
         Err(_) => {
-            violations.add("language", format!("{value} is not a known language"));
+            violations.add(field, format!("{value} is not a known language"));
+            None
+        }
+    }
+}
+
+/// An institution type of a request: UNSPECIFIED is none; unknown values are violations of
+/// `field`.
+pub(crate) fn institution_type(
+    field: &str,
+    value: i32,
+    violations: &mut Violations,
+) -> Option<InstitutionType> {
+    match pb::InstitutionType::try_from(value) {
+        Ok(pb::InstitutionType::Unspecified) => None,
+        Ok(pb::InstitutionType::University) => Some(InstitutionType::University),
+        Ok(pb::InstitutionType::PublicResearchInstitute) => {
+            Some(InstitutionType::PublicResearchInstitute)
+        }
+        Ok(pb::InstitutionType::Company) => Some(InstitutionType::Company),
+        Ok(pb::InstitutionType::Other) => Some(InstitutionType::Other),
+        Err(_) => {
+            violations.add(field, format!("{value} is not a known institution type"));
+            None
+        }
+    }
+}
+
+/// An employment type of a request: UNSPECIFIED is none; unknown values are violations of
+/// `field`.
+pub(crate) fn employment_type(
+    field: &str,
+    value: i32,
+    violations: &mut Violations,
+) -> Option<EmploymentType> {
+    match pb::EmploymentType::try_from(value) {
+        Ok(pb::EmploymentType::Unspecified) => None,
+        Ok(pb::EmploymentType::FullTime) => Some(EmploymentType::FullTime),
+        Ok(pb::EmploymentType::PartTime) => Some(EmploymentType::PartTime),
+        Ok(pb::EmploymentType::FixedTerm) => Some(EmploymentType::FixedTerm),
+        Ok(pb::EmploymentType::Other) => Some(EmploymentType::Other),
+        Err(_) => {
+            violations.add(field, format!("{value} is not a known employment type"));
             None
         }
     }
@@ -131,39 +182,16 @@ pub(crate) fn content(
     violations: &mut Violations,
 ) -> PostingContent {
     let content = content.unwrap_or_default();
-    let institution_type = match pb::InstitutionType::try_from(content.institution_type) {
-        Ok(pb::InstitutionType::Unspecified) => None,
-        Ok(pb::InstitutionType::University) => Some(InstitutionType::University),
-        Ok(pb::InstitutionType::PublicResearchInstitute) => {
-            Some(InstitutionType::PublicResearchInstitute)
-        }
-        Ok(pb::InstitutionType::Company) => Some(InstitutionType::Company),
-        Ok(pb::InstitutionType::Other) => Some(InstitutionType::Other),
-        Err(_) => {
-            violations.add(
-                "content.institution_type",
-                format!(
-                    "{} is not a known institution type",
-                    content.institution_type
-                ),
-            );
-            None
-        }
-    };
-    let employment_type = match pb::EmploymentType::try_from(content.employment_type) {
-        Ok(pb::EmploymentType::Unspecified) => None,
-        Ok(pb::EmploymentType::FullTime) => Some(EmploymentType::FullTime),
-        Ok(pb::EmploymentType::PartTime) => Some(EmploymentType::PartTime),
-        Ok(pb::EmploymentType::FixedTerm) => Some(EmploymentType::FixedTerm),
-        Ok(pb::EmploymentType::Other) => Some(EmploymentType::Other),
-        Err(_) => {
-            violations.add(
-                "content.employment_type",
-                format!("{} is not a known employment type", content.employment_type),
-            );
-            None
-        }
-    };
+    let institution_type = institution_type(
+        "content.institution_type",
+        content.institution_type,
+        violations,
+    );
+    let employment_type = employment_type(
+        "content.employment_type",
+        content.employment_type,
+        violations,
+    );
     let recruitment_period = content.recruitment_period.and_then(|period| {
         let start = required_date(
             "content.recruitment_period.start",
@@ -223,7 +251,11 @@ pub(crate) fn required_date(
     }
 }
 
-fn checked_date(field: &str, date: &pb::Date, violations: &mut Violations) -> Option<NaiveDate> {
+pub(crate) fn checked_date(
+    field: &str,
+    date: &pb::Date,
+    violations: &mut Violations,
+) -> Option<NaiveDate> {
     let parsed = u32::try_from(date.month)
         .ok()
         .zip(u32::try_from(date.day).ok())
@@ -280,7 +312,7 @@ pub(crate) fn status_filter(
     Some(status)
 }
 
-fn to_status_code(status: PostingStatus) -> pb::PostingStatus {
+pub(crate) fn to_status_code(status: PostingStatus) -> pb::PostingStatus {
     use pb::PostingStatus as P;
     match status {
         PostingStatus::Draft => P::Draft,
@@ -321,12 +353,17 @@ pub(crate) fn to_draft_version(row: DraftVersionRow) -> pb::DraftVersion {
     }
 }
 
-/// The wire form of a posting as the view holds it.
-pub(crate) fn to_posting(row: PostingRow) -> pb::Posting {
-    let language = match row.language {
+/// The wire form of a language.
+pub(crate) fn to_language(language: Language) -> pb::Language {
+    match language {
         Language::Ja => pb::Language::Ja,
         Language::En => pb::Language::En,
-    };
+    }
+}
+
+/// The wire form of a posting as the view holds it.
+pub(crate) fn to_posting(row: PostingRow) -> pb::Posting {
+    let language = to_language(row.language);
     pb::Posting {
         posting_id: row.posting_id.to_string(),
         organisation_id: row.organisation_id.to_string(),
@@ -352,7 +389,7 @@ pub(crate) fn to_posting(row: PostingRow) -> pb::Posting {
     }
 }
 
-fn to_content(content: PostingContent) -> pb::PostingContent {
+pub(crate) fn to_content(content: PostingContent) -> pb::PostingContent {
     let institution_type = match content.institution_type {
         None => pb::InstitutionType::Unspecified,
         Some(InstitutionType::University) => pb::InstitutionType::University,

@@ -1,5 +1,5 @@
 //! The jobboard service shell: configuration, authentication, the gRPC services (posting
-//! commands and queries, notifications, access counts, the event feed, health, reflection), the
+//! commands and queries, search, notifications, access counts, the event feed, health, reflection), the
 //! projectors, timers and view counter, metrics
 //! and graceful shutdown, assembled by [`Application`].
 //!
@@ -23,6 +23,7 @@ mod metered;
 pub mod notifications;
 pub mod posting_queries;
 pub mod postings;
+pub mod search;
 mod services;
 mod startup;
 pub mod status;

@@ -88,7 +88,7 @@ pub(crate) async fn wait_for_view(
 }
 
 /// How long a read may wait for its position, given the call's deadline (if any).
-fn wait_bound(deadline: Option<Duration>) -> Duration {
+pub(crate) fn wait_bound(deadline: Option<Duration>) -> Duration {
     match deadline {
         None => MAX_READ_WAIT,
         Some(deadline) => deadline

@@ -13,12 +13,14 @@ use jobboard_eventstore::EventStore;
 use jobboard_projections::access::AccessCountsView;
 use jobboard_projections::notifications::NotificationsView;
 use jobboard_projections::postings::PostingsView;
+use jobboard_projections::search::SearchView;
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use jobboard_proto::v1::access_counts_service_server::AccessCountsServiceServer;
 use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
 use jobboard_proto::v1::notifications_service_server::NotificationsServiceServer;
 use jobboard_proto::v1::posting_query_service_server::PostingQueryServiceServer;
 use jobboard_proto::v1::postings_service_server::PostingsServiceServer;
+use jobboard_proto::v1::search_service_server::SearchServiceServer;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
@@ -34,6 +36,7 @@ use crate::metered;
 use crate::notifications::Notifications;
 use crate::posting_queries::PostingQueries;
 use crate::postings::PostingsApi;
+use crate::search::Search;
 
 /// What the jobboard services are built from.
 pub(crate) struct ServiceContext {
@@ -51,6 +54,8 @@ pub(crate) struct ServiceContext {
     pub(crate) views: ViewDb,
     /// Rolls reported page views up (R-POST-8).
     pub(crate) view_counter: ViewCounter,
+    /// The search index (R-SRCH-1 to R-SRCH-5).
+    pub(crate) search: SearchView,
 }
 
 /// The routes of every service, and what metrics need to know of them.
@@ -97,6 +102,11 @@ fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<St
     let access = AccessCountsServiceServer::with_interceptor(access, ctx.auth.clone());
     names.push(name_of(&access).to_owned());
     routes.add_service(access);
+
+    let search = Search::new(ctx.search.clone());
+    let search = SearchServiceServer::with_interceptor(search, ctx.auth.clone());
+    names.push(name_of(&search).to_owned());
+    routes.add_service(search);
 
     names
 }

@@ -12,6 +12,7 @@ use jobboard_eventstore::{EventStore, StoreOptions};
 use jobboard_projections::access::AccessCountsProjector;
 use jobboard_projections::notifications::NotificationsProjector;
 use jobboard_projections::postings::{PostingsProjector, PostingsView};
+use jobboard_projections::search::{SearchOptions, SearchView};
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -51,6 +52,8 @@ pub struct Application {
     store: EventStore,
     views: ViewDb,
     projections: ProjectionRuntime,
+    /// The search index; its runner stops (committing) with the background tasks.
+    search: SearchView,
     timers: JoinHandle<()>,
     /// The view counter's flushing task; its last flush runs on cancellation.
     view_counter: JoinHandle<()>,
@@ -135,6 +138,14 @@ impl Application {
         .map_err(Error::Projections)?;
         projectors.done().await;
 
+        // The search index is local to this instance (a directory beside the SQLite file): it
+        // follows the shared log like any projection and rebuilds blue/green on its own.
+        let (search, search_runner) =
+            SearchView::open(config.data_dir.join("search"), SearchOptions::default())
+                .await
+                .map_err(Error::Projections)?;
+        tokio::spawn(search_runner.run(store.clone(), background.clone()));
+
         let commands = PostingCommands::new(store.clone(), Arc::clone(&clock));
         let timers = Timers::with_options(
             store.clone(),
@@ -163,6 +174,7 @@ impl Application {
                 projections: projections.clone(),
                 views: views.clone(),
                 view_counter,
+                search: search.clone(),
             },
             &readiness,
         )
@@ -174,6 +186,7 @@ impl Application {
             store,
             views,
             projections,
+            search,
             timers,
             view_counter: view_counter_task,
             background: background_guard,
@@ -226,6 +239,7 @@ impl Application {
             store,
             views,
             projections,
+            search,
             timers,
             view_counter,
             background,
@@ -285,6 +299,7 @@ impl Application {
                 tracing::error!(%error, "the view counter task failed");
             }
             projections.stopped().await;
+            search.stopped().await;
         };
         if tokio::time::timeout(BACKGROUND_GRACE, background_stopped)
             .await

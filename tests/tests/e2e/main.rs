@@ -11,4 +11,5 @@ mod lifecycle;
 mod notifications;
 mod publication;
 mod queries;
+mod search;
 mod walk;

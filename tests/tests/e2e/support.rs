@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use jobboard::auth::{Caller, Role, TokenKeys};
+pub(crate) use jobboard::auth::Caller;
+use jobboard::auth::{Role, TokenKeys};
 use jobboard::{Application, Config};
 use jobboard_domain::FixedClock;
 use jobboard_domain::time::BUSINESS_OFFSET;
@@ -17,6 +18,7 @@ use jobboard_proto::v1::event_feed_service_client::EventFeedServiceClient;
 use jobboard_proto::v1::notifications_service_client::NotificationsServiceClient;
 use jobboard_proto::v1::posting_query_service_client::PostingQueryServiceClient;
 use jobboard_proto::v1::postings_service_client::PostingsServiceClient;
+use jobboard_proto::v1::search_service_client::SearchServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -149,6 +151,7 @@ pub(crate) type Feed = EventFeedServiceClient<InterceptedService<Channel, Bearer
 pub(crate) type NotificationsClient =
     NotificationsServiceClient<InterceptedService<Channel, Bearer>>;
 pub(crate) type AccessClient = AccessCountsServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type SearchClient = SearchServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The server under test, its database and its clock. Fields drop in order: the server stops
 /// before its database goes.
@@ -224,6 +227,14 @@ impl TestApp {
     /// The access counts client, as `caller`.
     pub(crate) fn access(&self, caller: &Caller) -> AccessClient {
         AccessCountsServiceClient::with_interceptor(
+            self.running.channel.clone(),
+            self.bearer(Some(caller)),
+        )
+    }
+
+    /// The search client, as `caller`.
+    pub(crate) fn search(&self, caller: &Caller) -> SearchClient {
+        SearchServiceClient::with_interceptor(
             self.running.channel.clone(),
             self.bearer(Some(caller)),
         )

@@ -75,6 +75,7 @@ async fn reflection_lists_the_served_services() {
             "jobboard.v1.NotificationsService",
             "jobboard.v1.PostingQueryService",
             "jobboard.v1.PostingsService",
+            "jobboard.v1.SearchService",
         ]
     );
 
