@@ -310,13 +310,11 @@ impl PostingCommands {
             is_create,
         };
         let stream = stream_of(posting_id);
-        // Before deciding: a retried command must answer its first outcome even when the posting
-        // has moved on and would now refuse it (a second SubmitForReview would). Once, not per
-        // conflict retry: an attempt of this command that commits meanwhile is caught by the
-        // store's command-id dedup on append, or by the look-up after a refusal below.
-        if let Some(first) = self.first_outcome(&dedup).await? {
-            return Ok(first);
-        }
+        // A retried command must answer its first outcome, even when the posting has moved on.
+        // The store already answers that on append (the command id is claimed with the events),
+        // so the common path costs no look-up; only the answers a retry can get instead of an
+        // append — a refusal (a second SubmitForReview), a stale expected version, another
+        // posting (a CreateDraft without an id) — look the command id up before answering.
         let mut attempt = 0;
         loop {
             let (mut posting, version) = self.load_stream(&stream).await?;
@@ -327,6 +325,10 @@ impl PostingCommands {
             if let Some(expected) = ctx.expected_version
                 && expected != version
             {
+                // A retry finds the version its first attempt moved on: that outcome answers.
+                if let Some(first) = self.first_outcome(&dedup).await? {
+                    return Ok(first);
+                }
                 // The client decided on a view that is no longer current: only it can decide
                 // again, so no retry.
                 return Err(Error::Conflict {
@@ -362,6 +364,11 @@ impl PostingCommands {
                 .record(append_began.elapsed().as_secs_f64());
             match appended {
                 Ok(appended) => {
+                    // The store matched the id on this stream; a create's id still cannot
+                    // answer another command, nor the other way round.
+                    if appended.duplicate && is_create != (appended.first_version == 1) {
+                        return Err(Error::CommandIdReused);
+                    }
                     if !appended.duplicate {
                         // `posting` now holds the committed state: `handle` applied each event
                         // as it recorded it.
@@ -372,6 +379,9 @@ impl PostingCommands {
                 }
                 Err(jobboard_eventstore::Error::Conflict { actual, .. }) => {
                     if let Some(expected) = ctx.expected_version {
+                        if let Some(first) = self.first_outcome(&dedup).await? {
+                            return Ok(first);
+                        }
                         return Err(Error::Conflict { expected, actual });
                     }
                     if attempt >= self.inner.options.max_conflict_retries {
