@@ -141,6 +141,12 @@ impl ViewDb {
         }))
     }
 
+    /// Whether an instance (in any process) holds `generation`'s lease right now.
+    pub async fn is_leased(&self, generation: &crate::Generation) -> Result<bool> {
+        self.lease_held(&key(&generation.projector, generation.generation))
+            .await
+    }
+
     /// Whether anyone holds the lease named `key` right now.
     pub(crate) async fn lease_held(&self, key: &str) -> Result<bool> {
         match self.backend() {

@@ -32,8 +32,8 @@ use crate::runtime::{Projector, RuntimeOptions};
 const SCAN_PAGE: usize = 5000;
 /// Most events one chunk of a serving reader holds (one page of the subscription).
 const FOLLOW_CHUNK: usize = 1000;
-/// Chunks read ahead of the writer.
-const READ_AHEAD: usize = 4;
+/// Chunks read ahead of the writer: a rebuild's batch is several pages.
+const READ_AHEAD: usize = 8;
 /// How long a rebuild's reader waits before looking again at the log's end.
 const END_RECHECK: Duration = Duration::from_millis(50);
 
@@ -108,7 +108,7 @@ impl Runner<'_> {
     ) -> Result<Stop> {
         let building = generation.state == GenerationState::Building;
         let scan = building || until_idle;
-        let batch_size = if building {
+        let batch_size = if scan {
             self.options.rebuild_batch_size
         } else {
             self.options.batch_size

@@ -114,7 +114,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            rebuild_batch_size: 10_000,
+            rebuild_batch_size: 25_000,
             retry_backoff: (Duration::from_millis(100), Duration::from_secs(30)),
             poll_interval: Duration::from_secs(1),
             drop_grace: Duration::from_secs(5),

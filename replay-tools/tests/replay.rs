@@ -435,11 +435,12 @@ async fn status_reports_each_checkpoint_and_its_lag(kind: Kind) {
         .unwrap();
     shutdown.cancel();
     runtime.stopped().await;
-    // A projector that never got anywhere: its row at the start of the log.
+    // A projector that never got anywhere: its first generation at the start of the log.
     let mut tx = views.begin().await.unwrap();
     tx.execute(
-        "INSERT INTO projection_checkpoints (projector, version, tx, position, events, \
-         updated_at) VALUES ($1, $2, 0, 0, 0, $3)",
+        "INSERT INTO projection_generations (projector, generation, version, suffix, state, \
+         tx, position, events, created_at, updated_at) \
+         VALUES ($1, 1, $2, 'v1_g1', 'active', 0, 0, 0, $3, $3)",
         &["dashboard".into(), 1u32.into(), log.now().into()],
     )
     .await
@@ -481,6 +482,10 @@ async fn status_reports_each_checkpoint_and_its_lag(kind: Kind) {
     let lag = (last_time - appended[2].0).as_seconds_f64();
     assert_eq!(postings_row["lag_seconds"].as_f64().unwrap(), lag);
     assert!(fourth.checkpoint > covered);
+
+    assert_eq!(postings_row["generation"], 1);
+    assert_eq!(postings_row["state"], "stopped", "no instance runs it");
+    assert_eq!(postings_row["lease_holder"], Value::Null);
 
     assert_eq!(dashboard["name"], "dashboard");
     assert_eq!(dashboard["lag_events"], 5);

@@ -5,8 +5,10 @@
 //!   the exact expected version, as command handlers do.
 //! - `read-all`: seeds M events, then reads the whole log in global order, decoded into envelopes.
 //! - `grpc`: drives the real service over gRPC with a realistic posting mix (see `grpc.rs`).
+//! - `rebuild`: rebuilds a SQL projection blue/green from a seeded log (see `rebuild.rs`).
 
 mod grpc;
+mod rebuild;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +64,9 @@ enum Command {
     /// Command latency and throughput through the gRPC service, and how soon the postings view
     /// shows each command.
     Grpc(grpc::Args),
+    /// Rebuild throughput of a SQL projection, blue/green up to the switch, with the read-all
+    /// rate of the same log as the baseline.
+    Rebuild(rebuild::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +132,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Grpc(args) => {
             let json_only = args.json;
             print_result(grpc::run(args).await?, json_only)
+        }
+        Command::Rebuild(args) => {
+            let json_only = args.json;
+            print_result(rebuild::run(args).await?, json_only)
         }
     }
 }

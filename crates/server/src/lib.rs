@@ -1,5 +1,6 @@
 //! The jobboard service shell: configuration, authentication, the gRPC services (posting
-//! commands and queries, the event feed, health, reflection), the projectors and timers, metrics
+//! commands and queries, the event feed, projection admin, health, reflection), the projectors
+//! and timers, metrics
 //! and graceful shutdown, assembled by [`Application`].
 //!
 //! ```no_run
@@ -11,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 mod convert;

@@ -12,6 +12,7 @@ use jobboard_app::PostingCommands;
 use jobboard_eventstore::EventStore;
 use jobboard_projections::ProjectionRuntime;
 use jobboard_projections::postings::PostingsView;
+use jobboard_proto::v1::admin_service_server::AdminServiceServer;
 use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
 use jobboard_proto::v1::posting_query_service_server::PostingQueryServiceServer;
 use jobboard_proto::v1::postings_service_server::PostingsServiceServer;
@@ -21,6 +22,7 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
+use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::feed::EventFeed;
@@ -68,6 +70,11 @@ fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<St
     let queries = PostingQueryServiceServer::with_interceptor(queries, ctx.auth.clone());
     names.push(name_of(&queries).to_owned());
     routes.add_service(queries);
+
+    let admin = Admin::new(ctx.projections.clone());
+    let admin = AdminServiceServer::with_interceptor(admin, ctx.auth.clone());
+    names.push(name_of(&admin).to_owned());
+    routes.add_service(admin);
 
     names
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jobboard_app::{PostingCommands, TimerOptions, Timers};
 use jobboard_domain::{Clock, SystemClock};
 use jobboard_eventstore::{EventStore, StoreOptions};
-use jobboard_projections::postings::{PostingsProjector, PostingsView};
+use jobboard_projections::postings::PostingsView;
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -120,7 +120,7 @@ impl Application {
         let projections = ProjectionRuntime::spawn(
             views.clone(),
             store.clone(),
-            vec![Arc::new(PostingsProjector)],
+            jobboard_projections::projectors(),
             background.clone(),
         )
         .await
