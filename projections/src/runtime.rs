@@ -349,8 +349,17 @@ impl ProjectionRuntime {
                 inner: Arc::clone(&inner),
                 tracked: Arc::clone(tracked),
                 shutdown: shutdown.clone(),
+                first_lease: Arc::new(Mutex::new(None)),
             };
-            supervisor.ensure_serving().await?;
+            let serving = supervisor.ensure_serving().await?;
+            if serving.version == tracked.version
+                && let Some(lease) = supervisor.take_lease(&serving).await?
+            {
+                *supervisor
+                    .first_lease
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((serving, lease));
+            }
             for building in [false, true] {
                 let supervisor = supervisor.clone();
                 tokio::spawn(async move {
@@ -542,6 +551,9 @@ struct Supervisor {
     inner: Arc<Inner>,
     tracked: Arc<Tracked>,
     shutdown: CancellationToken,
+    /// The serving generation's lease if `spawn` took it, for the serving task to start with:
+    /// its setup then happens before `spawn` returns, not under the first requests.
+    first_lease: Arc<Mutex<Option<(Generation, Lease)>>>,
 }
 
 impl Supervisor {
@@ -606,7 +618,7 @@ impl Supervisor {
 
     /// Makes sure a serving generation exists: the first build of a projector serves from the
     /// start (there is nothing better to serve), with its tables and views created.
-    async fn ensure_serving(&self) -> Result<()> {
+    async fn ensure_serving(&self) -> Result<Generation> {
         let projector = self.tracked.projector.as_ref();
         let mut tx = self.inner.db.begin().await?;
         tx.lock_setup().await?;
@@ -634,10 +646,18 @@ impl Supervisor {
         };
         tx.commit().await?;
         self.tracked.saw(&generation);
-        Ok(())
+        Ok(generation)
     }
 
     async fn step_serve(&self) -> Result<Next> {
+        let first = self
+            .first_lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((serving, lease)) = first {
+            return self.serve(&serving, lease).await;
+        }
         let name = self.name();
         let version = self.tracked.version;
         let current = self.inner.db.current(name).await?;
@@ -675,6 +695,12 @@ impl Supervisor {
             self.tracked.set_role(Role::Standby);
             return Ok(Next::Poll);
         };
+        self.serve(&active, lease).await
+    }
+
+    /// Follows the log into the serving generation with its lease, until it stops serving,
+    /// the lease is lost, or shutdown.
+    async fn serve(&self, active: &Generation, lease: Lease) -> Result<Next> {
         self.tracked.set_role(Role::Leading);
         sweep_retired(
             &self.inner.db,
@@ -682,7 +708,7 @@ impl Supervisor {
             &self.inner.options,
         )
         .await?;
-        let stop = self.run_generation(&active, lease, false).await;
+        let stop = self.run_generation(active, lease, false).await;
         self.tracked.set_role(Role::Standby);
         Ok(match stop? {
             Stop::Shutdown => Next::Stop,
