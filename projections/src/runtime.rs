@@ -728,6 +728,7 @@ impl Supervisor {
             return Ok(Next::Poll);
         }
         let Some(lease) = self.take_lease(&building).await? else {
+            self.tracked.progress().rebuild = None;
             return Ok(Next::Poll);
         };
         {
@@ -741,7 +742,8 @@ impl Supervisor {
             });
         }
         let stop = self.run_generation(&building, lease, true).await;
-        {
+        if stop.is_ok() {
+            // After an error the rebuild is still this instance's to retry: keep showing it.
             let mut progress = self.tracked.progress();
             progress.rebuild = None;
             progress.rebuild_started = None;
