@@ -48,7 +48,7 @@ pub(crate) enum Stop {
     /// The lease's connection died: another instance may hold it now.
     LeaseLost,
     /// The rebuilt generation now serves; the one it replaced is returned for dropping.
-    Switched { retired: Option<Generation> },
+    Switched { retired: Option<Box<Generation>> },
     /// Asked to stop at the log's end, and there.
     Idle,
 }
@@ -315,7 +315,7 @@ impl Runner<'_> {
         );
         let retired = serving.map(|mut s| {
             s.state = GenerationState::Retired;
-            s
+            Box::new(s)
         });
         Ok(Outcome::Switched(
             committed(to, applied, target_events),
@@ -361,7 +361,7 @@ fn receive(
 /// What committing a batch did.
 enum Outcome {
     Committed(Committed),
-    Switched(Committed, Option<Generation>),
+    Switched(Committed, Option<Box<Generation>>),
     Retired,
 }
 

@@ -100,7 +100,7 @@ async fn one(
         .context("progress bar template")?
         .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{name}"));
+    bar.set_prefix(name);
     bar.enable_steady_tick(Duration::from_millis(200));
     let progress = |p: &RebuildProgress| {
         bar.set_length(p.target_events.unwrap_or(p.events).max(p.events));

@@ -52,9 +52,9 @@ pub(crate) struct Args {
 /// Events in one posting's life as seeded.
 const LIFE: u64 = 10;
 /// Concurrent writers while seeding.
-const WRITERS: u64 = 32;
+const WRITERS: usize = 32;
 /// Postings a writer walks through their lives together (so their events interleave).
-const WAVE: u64 = 50;
+const WAVE: usize = 50;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let projector = jobboard_projections::projectors()
@@ -203,11 +203,11 @@ async fn read_all_rate(store: &EventStore, events: u64) -> anyhow::Result<f64> {
 async fn seed(store: &EventStore, events: u64) -> anyhow::Result<()> {
     let postings = events.div_ceil(LIFE);
     let mut tasks = Vec::new();
-    for writer in 0..WRITERS {
+    for writer in 0..WRITERS as u64 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let mine: Vec<u64> = (writer..postings).step_by(WRITERS as usize).collect();
-            for wave in mine.chunks(WAVE as usize) {
+            let mine: Vec<u64> = (writer..postings).step_by(WRITERS).collect();
+            for wave in mine.chunks(WAVE) {
                 for step in 0..LIFE {
                     for &n in wave {
                         if n * LIFE + step >= events {
@@ -294,7 +294,7 @@ fn life_event(n: u64, step: u64) -> (StreamId, PostingEvent) {
         0 => PostingEvent::PostingDrafted {
             posting_id: id,
             organisation_id: organisation(n),
-            language: if n % 3 == 0 {
+            language: if n.is_multiple_of(3) {
                 Language::En
             } else {
                 Language::Ja
