@@ -70,6 +70,7 @@ async fn reflection_lists_the_served_services() {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
+            "jobboard.v1.AdminService",
             FEED,
             "jobboard.v1.PostingQueryService",
             "jobboard.v1.PostingsService",
