@@ -73,6 +73,9 @@ enum Pools {
 #[derive(Clone)]
 pub struct ViewDb {
     pools: Arc<Pools>,
+    /// The URL it was opened with: leases open connections (PostgreSQL) or lock files (SQLite)
+    /// of their own.
+    url: Arc<str>,
 }
 
 impl fmt::Debug for ViewDb {
@@ -124,7 +127,13 @@ impl ViewDb {
         };
         Ok(Self {
             pools: Arc::new(pools),
+            url: url.into(),
         })
+    }
+
+    /// The URL the database was opened with.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Which database this is.
@@ -145,7 +154,10 @@ impl ViewDb {
             }
             Pools::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
         };
-        Ok(ViewTx { inner })
+        Ok(ViewTx {
+            inner,
+            target: None,
+        })
     }
 
     /// Runs a query outside any transaction (on SQLite's readers) and returns its first row.
@@ -186,22 +198,6 @@ impl ViewDb {
         })
     }
 
-    /// The committed checkpoint of a projector version, if it ever ran here.
-    pub async fn checkpoint(
-        &self,
-        projector: &str,
-        version: u32,
-    ) -> Result<Option<StoredCheckpoint>> {
-        let row = self
-            .fetch_optional(
-                "SELECT tx, position, events, updated_at FROM projection_checkpoints \
-                 WHERE projector = $1 AND version = $2",
-                &[projector.into(), version.into()],
-            )
-            .await?;
-        row.map(|row| StoredCheckpoint::from_row(&row)).transpose()
-    }
-
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         match &*self.pools {
@@ -235,19 +231,6 @@ pub struct StoredCheckpoint {
     pub updated_at: DateTime<Utc>,
 }
 
-impl StoredCheckpoint {
-    fn from_row(row: &ViewRow) -> Result<Self> {
-        Ok(Self {
-            checkpoint: Checkpoint {
-                tx: unsigned(row.get("tx")?)?,
-                position: unsigned(row.get("position")?)?,
-            },
-            events: unsigned(row.get("events")?)?,
-            updated_at: row.time("updated_at")?,
-        })
-    }
-}
-
 /// A database integer that must not be negative, as the `u64` it stands for.
 pub(crate) fn unsigned(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::Corrupted(format!("{value} is negative")))
@@ -266,8 +249,21 @@ enum TxInner {
 /// A write transaction on the views. Dropped without [`commit`](Self::commit), it rolls back.
 ///
 /// A projector receives `&mut ViewTx`: it writes, the runtime commits (with the checkpoint).
+/// The transaction knows which generation of the projector's view it writes
+/// ([`table`](Self::table)) and whether that generation is a rebuild not serving yet
+/// ([`replaying`](Self::replaying)).
 pub struct ViewTx {
     inner: TxInner,
+    target: Option<Target>,
+}
+
+/// The generation a projector's transaction writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Appended to every table name: `v2_g3` makes `postings` `postings_v2_g3`.
+    pub(crate) suffix: String,
+    /// The generation is being rebuilt beside the serving one.
+    pub(crate) replaying: bool,
 }
 
 impl fmt::Debug for ViewTx {
@@ -285,6 +281,37 @@ impl ViewTx {
             TxInner::Sqlite(_) => Backend::Sqlite,
             TxInner::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// The name of the table `base` in the generation this transaction writes: `postings`
+    /// becomes `postings_v2_g3`. A projector names every table (and index) it creates or writes
+    /// through this, so that a rebuild builds beside the serving generation; readers read the
+    /// plain name, a view of the serving generation's table (see [`Projector::tables`]).
+    /// Outside a projector's transaction it is `base` itself.
+    ///
+    /// [`Projector::tables`]: crate::Projector::tables
+    pub fn table(&self, base: &str) -> String {
+        match &self.target {
+            Some(target) => format!("{base}_{}", target.suffix),
+            None => base.to_owned(),
+        }
+    }
+
+    /// True while the generation this transaction writes is a rebuild that does not serve yet.
+    ///
+    /// Every event a rebuild applies was, or will be, applied by the serving generation too
+    /// (a rebuild never passes the serving generation's checkpoint; it takes over exactly there),
+    /// so a projector with side effects (a notification, a push to another system) must not
+    /// cause them while this is true. Such a projector writes its side effects to an outbox table
+    /// in this transaction only when it is false: then each is recorded exactly once, with the
+    /// checkpoint, and sent by whoever drains the outbox.
+    pub fn replaying(&self) -> bool {
+        self.target.as_ref().is_some_and(|t| t.replaying)
+    }
+
+    /// Points the transaction at a generation (the runtime does, before `setup` and `apply`).
+    pub(crate) fn set_target(&mut self, target: Target) {
+        self.target = Some(target);
     }
 
     /// Runs one statement with `$1`-style parameters; returns the number of rows it affected.
@@ -395,61 +422,6 @@ impl ViewTx {
             .await?;
         }
         Ok(())
-    }
-
-    /// The projector version's checkpoint, created at the start of the log if it has none.
-    pub(crate) async fn ensure_checkpoint(
-        &mut self,
-        projector: &str,
-        version: u32,
-    ) -> Result<StoredCheckpoint> {
-        self.execute(
-            "INSERT INTO projection_checkpoints (projector, version, tx, position, events, \
-             updated_at) VALUES ($1, $2, 0, 0, 0, $3) ON CONFLICT (projector, version) DO NOTHING",
-            &[projector.into(), version.into(), Utc::now().into()],
-        )
-        .await?;
-        let row = self
-            .fetch_optional(
-                "SELECT tx, position, events, updated_at FROM projection_checkpoints \
-                 WHERE projector = $1 AND version = $2",
-                &[projector.into(), version.into()],
-            )
-            .await?
-            .ok_or_else(|| Error::Corrupted("the checkpoint row just written is gone".into()))?;
-        StoredCheckpoint::from_row(&row)
-    }
-
-    /// Moves the checkpoint from `from` to `to`, adding `events`, if it is still at `from`;
-    /// returns whether it was. Written first in a batch, it also locks the row, so a second
-    /// process running the same projector waits, then finds the checkpoint moved and rolls back
-    /// instead of applying the same events again.
-    pub(crate) async fn advance_checkpoint(
-        &mut self,
-        projector: &str,
-        version: u32,
-        from: Checkpoint,
-        to: Checkpoint,
-        events: u64,
-    ) -> Result<bool> {
-        let moved = self
-            .execute(
-                "UPDATE projection_checkpoints \
-                 SET tx = $5, position = $6, events = events + $7, updated_at = $8 \
-                 WHERE projector = $1 AND version = $2 AND tx = $3 AND position = $4",
-                &[
-                    projector.into(),
-                    version.into(),
-                    signed(from.tx)?.into(),
-                    signed(from.position)?.into(),
-                    signed(to.tx)?.into(),
-                    signed(to.position)?.into(),
-                    signed(events)?.into(),
-                    Utc::now().into(),
-                ],
-            )
-            .await?;
-        Ok(moved == 1)
     }
 }
 
@@ -566,13 +538,13 @@ impl fmt::Debug for ViewRow {
 }
 
 impl ViewRow {
-    fn sqlite(row: SqliteRow) -> Self {
+    pub(crate) fn sqlite(row: SqliteRow) -> Self {
         Self {
             inner: RowInner::Sqlite(row),
         }
     }
 
-    fn postgres(row: PgRow) -> Self {
+    pub(crate) fn postgres(row: PgRow) -> Self {
         Self {
             inner: RowInner::Postgres(row),
         }

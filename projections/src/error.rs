@@ -42,12 +42,39 @@ pub enum Error {
     /// A view row holds a value its reader cannot interpret (a bug, or a table edited by hand).
     #[error("a view row cannot be read: {0}")]
     Corrupted(String),
-    /// The checkpoint row is not where this projector left it: another process advanced it, or it
-    /// was deleted. The batch was rolled back; the projector reloads it.
+    /// The generation's checkpoint is not where this runner left it: another process advanced
+    /// it. The batch was rolled back; the runner reloads it.
     #[error("the checkpoint of projector {projector} v{version} moved under it")]
     CheckpointMoved {
         projector: &'static str,
         version: u32,
+    },
+    /// A rebuild at the same version needs a projector that names its tables by generation
+    /// (`Projector::tables`).
+    #[error(
+        "projector {0} does not name its tables by generation, so it cannot be rebuilt beside itself"
+    )]
+    NotRebuildable(&'static str),
+    /// A newer version of the projector serves or is being built; this (older) code must not
+    /// build over it.
+    #[error("projector {projector} v{version} is superseded by v{newer} in this database")]
+    Superseded {
+        projector: &'static str,
+        version: u32,
+        newer: u32,
+    },
+    /// The rebuild was abandoned (a rebuild of a newer version replaced it) before it switched.
+    #[error("the rebuild of projector {projector} (generation {generation}) was abandoned")]
+    RebuildAbandoned {
+        projector: &'static str,
+        generation: u64,
+    },
+    /// A lease's lock file (SQLite) could not be opened or locked.
+    #[error("lease file {path}")]
+    LeaseFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     /// Reading the event log failed.
     #[error("event log error")]

@@ -168,22 +168,19 @@ async fn review_outcomes_publications_and_notices_become_notifications_once(kind
     let rest = view.after(Some(a), 1, 10).await.unwrap();
     assert_eq!(rest.iter().map(|n| n.seq).collect::<Vec<_>>(), [2, 3]);
     assert!(view.after(Some(b), 0, 10).await.unwrap().is_empty());
-    stop(&runtime, &shutdown).await;
 
-    // A rebuild gives every notification the same id and cursor.
-    let mut tx = db.begin().await.unwrap();
-    tx.execute_script("DROP TABLE notifications_v1; DROP TABLE notification_titles_v1")
-        .await
-        .unwrap();
-    tx.execute(
-        "DELETE FROM projection_checkpoints WHERE projector = $1",
-        &["notifications".into()],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let projectors: Vec<Arc<dyn Projector>> = vec![Arc::new(NotificationsProjector)];
-    let (runtime, shutdown) = spawn(&store, &db, projectors, RuntimeOptions::default()).await;
+    // A rebuild, blue/green beside the serving view, gives every notification the same id and
+    // cursor.
+    let (rebuilt, new) = runtime.request_rebuild("notifications").await.unwrap();
+    assert!(new);
+    support::until(|| async {
+        db.current("notifications")
+            .await
+            .unwrap()
+            .active
+            .is_some_and(|active| active.generation == rebuilt.generation)
+    })
+    .await;
     caught_up(&runtime, "notifications", last.checkpoint).await;
     assert_eq!(view.after(None, 0, 0).await.unwrap(), all);
     stop(&runtime, &shutdown).await;

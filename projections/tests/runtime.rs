@@ -16,6 +16,7 @@ use jobboard_projections::{
     Error, Projector, Result, RuntimeOptions, StoredCheckpoint, ViewDb, ViewTx,
 };
 use serde_json::json;
+use sqlx::AssertSqlSafe;
 use support::{
     Kind, TestDb, WAIT, all_postings, append, append_raw, caught_up, content, drafted,
     organisation, posting_id, spawn, spawn_postings, stop,
@@ -44,18 +45,26 @@ impl Projector for Counter {
         1
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["counter"]
+    }
+
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
-        tx.execute_script(
-            "CREATE TABLE IF NOT EXISTS counter_v1 (position BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
-        )
+        let table = tx.table("counter");
+        tx.execute_script(AssertSqlSafe(format!(
+            "CREATE TABLE IF NOT EXISTS {table} (position BIGINT PRIMARY KEY, n BIGINT NOT NULL)"
+        )))
         .await
     }
 
     async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
         let position = i64::try_from(event.position).unwrap();
+        let table = tx.table("counter");
         tx.execute(
-            "INSERT INTO counter_v1 (position, n) VALUES ($1, 1) \
-             ON CONFLICT (position) DO UPDATE SET n = counter_v1.n + 1",
+            AssertSqlSafe(format!(
+                "INSERT INTO {table} (position, n) VALUES ($1, 1) \
+                 ON CONFLICT (position) DO UPDATE SET n = {table}.n + 1"
+            )),
             &[position.into()],
         )
         .await?;
@@ -67,7 +76,7 @@ impl Projector for Counter {
 async fn counted(db: &ViewDb) -> (u64, i64) {
     let row = db
         .fetch_optional(
-            "SELECT COUNT(*) AS counted, MAX(n) AS most FROM counter_v1",
+            "SELECT COUNT(*) AS counted, MAX(n) AS most FROM counter",
             &[],
         )
         .await
@@ -114,6 +123,10 @@ impl<P: Projector> Projector for Flaky<P> {
         self.inner.version()
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
         self.inner.setup(tx).await
     }
@@ -133,20 +146,11 @@ impl<P: Projector> Projector for Flaky<P> {
 }
 
 fn quick_retries(batch_size: usize) -> RuntimeOptions {
-    RuntimeOptions {
-        batch_size,
-        retry_backoff: (Duration::from_millis(10), Duration::from_millis(50)),
-    }
+    support::quick(batch_size)
 }
 
 async fn stored(db: &ViewDb, projector: &str) -> StoredCheckpoint {
-    // The test projectors are at version 1; the postings view at its own.
-    let version = if projector == postings::PROJECTOR {
-        postings::VERSION
-    } else {
-        1
-    };
-    db.checkpoint(projector, version)
+    db.checkpoint(projector)
         .await
         .unwrap()
         .expect("a checkpoint row")
@@ -271,19 +275,22 @@ async fn a_restarted_view_equals_a_rebuild_and_applies_each_event_once(kind: Kin
         .unwrap();
     assert_eq!((p4.draft_version, p4.version), (2, 6));
 
-    // A rebuild from scratch (table and checkpoint dropped) gives the same view.
-    let mut tx = db.begin().await.unwrap();
-    tx.execute_script("DROP TABLE postings_v2; DROP TABLE posting_drafts_v2")
-        .await
-        .unwrap();
-    tx.execute(
-        "DELETE FROM projection_checkpoints WHERE projector = $1",
-        &[postings::PROJECTOR.into()],
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    // A rebuild from the start of the log, beside it, gives the same view.
     let (runtime, shutdown) = spawn_postings(&store, &db).await;
+    let (rebuilt, new) = runtime.request_rebuild(postings::PROJECTOR).await.unwrap();
+    assert!(new);
+    support::until(|| async {
+        db.checkpoint(postings::PROJECTOR).await.unwrap().is_some()
+            && db
+                .current(postings::PROJECTOR)
+                .await
+                .unwrap()
+                .active
+                .unwrap()
+                .generation
+                == rebuilt.generation
+    })
+    .await;
     caught_up(&runtime, last).await;
     stop(&runtime, &shutdown).await;
     assert_eq!(all_postings(&view).await, resumed);

@@ -1,7 +1,8 @@
 //! `jobboard-replay`: the auditors' and operators' view of the event log, read straight from the
 //! database (the service need not run, and may run at the same time).
 //!
-//! Each subcommand is one module: `status` (projection lag), `history` (a stream's events),
+//! Each subcommand is one module: `status` (projection lag), `rebuild` (projections, blue/green),
+//! `history` (a stream's events),
 //! `state` (an aggregate folded by the domain's own code as of a time or position), `verify` (the
 //! hash chains) and `export` (a slice of the log as JSON lines). They share the database opening
 //! (`db`), the log reader (`log`), the JSON shape of an event (`render`) and the handling of
@@ -13,6 +14,7 @@ mod export;
 mod history;
 mod log;
 mod personal;
+mod rebuild;
 mod render;
 mod state;
 mod status;
@@ -41,8 +43,9 @@ store's `{\"$erased\": {\"subject\": …}}` marker in JSON output.";
     version,
     about = "Replays and audits the jobboard event log, straight from the database",
     long_about = "Replays and audits the jobboard event log, straight from the database.\n\n\
-                  The service need not run, and may run at the same time: every command only \
-                  reads the log and the projections' checkpoints.",
+                  The service need not run, and may run at the same time: every command but \
+                  `rebuild` only reads the log and the projections' registry; `rebuild` writes \
+                  the projections' tables, never the log.",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -69,6 +72,13 @@ enum Command {
     /// the log's own order). Lag in seconds is the time between the last event the projector
     /// covers (the first event of the log if it covers none) and the newest event of the log.
     Status(status::Args),
+    /// Rebuilds a projection (or --all) beside the serving one, blue/green, with a progress bar.
+    ///
+    /// Reads switch to the new generation when it has caught up with the serving one; the old
+    /// tables are then dropped. The service may run meanwhile: whichever holds the rebuild's
+    /// lease builds it, the other follows its progress. Interrupted, it resumes where it stopped
+    /// when run again. The only command that writes: the views, never the log.
+    Rebuild(rebuild::Args),
     /// Prints a stream's events in order, decoded, with their metadata.
     History(history::Args),
     /// Prints an aggregate's state as of a time or a position, folded by the domain's own code.
@@ -135,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let url = cli.database_url.trim();
     match cli.command {
         Command::Status(args) => status::run(url, &args).await,
+        Command::Rebuild(args) => rebuild::run(url, &args).await,
         Command::History(args) => history::run(url, &args).await,
         Command::State(args) => state::run(url, &args).await,
         Command::Verify(args) => verify::run(url, &args).await,

@@ -1,7 +1,10 @@
-//! `status`: every projector's checkpoint and its lag behind the log, in events and in seconds.
+//! `status`: every projector's generations (the one serving reads, and a rebuild under way),
+//! their checkpoints and lag behind the log, in events and in seconds, their state and who holds
+//! their leases.
 //!
-//! Checkpoints come from the projections' table `projection_checkpoints` (one row per projector
-//! name and version, as the runtime commits them). Lag in events is counted, not subtracted: on
+//! Checkpoints come from the projections' registry `projection_generations` (one row per
+//! generation, as the runtime commits them); lease holders are checked live (PostgreSQL's
+//! advisory locks, SQLite's lock files). Lag in events is counted, not subtracted: on
 //! PostgreSQL positions are unique but not in log order (ADR 0002), so "head minus checkpoint"
 //! would be wrong there. One pass over the log from the oldest checkpoint counts every
 //! projector's events at once, a page at a time.
@@ -11,7 +14,7 @@ use std::io::Write;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
-use jobboard_projections::ViewDb;
+use jobboard_projections::{GenerationState, ViewDb};
 use serde::Serialize;
 
 use crate::log::{LogReader, event_at};
@@ -25,14 +28,19 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// A projector's committed checkpoint, as its row stores it.
+/// A generation's committed checkpoint, as the registry stores it.
 #[derive(Debug)]
 struct CheckpointRow {
     name: String,
     version: i32,
+    generation: u64,
+    serving: bool,
     checkpoint: Checkpoint,
     events: i64,
     updated_at: DateTime<Utc>,
+    lease_holder: Option<String>,
+    lease_held: bool,
+    events_per_sec: Option<f64>,
 }
 
 /// What `status` reports.
@@ -57,6 +65,16 @@ struct Head {
 struct ProjectorLag {
     name: String,
     version: i32,
+    generation: u64,
+    /// `live`, `catching_up` or `stopped` for the serving generation; `rebuilding` for a rebuild
+    /// under way beside it.
+    state: &'static str,
+    /// The instance holding the lease (`host/pid/tag`), if one holds it now.
+    lease_holder: Option<String>,
+    /// A rebuild's target: the serving generation's events, where it takes over.
+    target_events: Option<i64>,
+    /// A rebuild's rate (events per second of its holder).
+    events_per_sec: Option<f64>,
     checkpoint: Checkpoint,
     /// Events the checkpoint covers, as the runtime counts them.
     events: i64,
@@ -126,6 +144,11 @@ async fn report(store: &EventStore, views: &ViewDb) -> anyhow::Result<Report> {
         // Nothing after the oldest checkpoint: the head is the event it names, if any.
         head = event_at(store, oldest).await?;
     }
+    let serving_events: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|r| r.serving)
+        .map(|r| (r.name.clone(), r.events))
+        .collect();
     let mut projectors = Vec::with_capacity(rows.len());
     for (row, behind) in rows.into_iter().zip(behind) {
         let covered = event_at(store, row.checkpoint).await?;
@@ -136,9 +159,29 @@ async fn report(store: &EventStore, views: &ViewDb) -> anyhow::Result<Report> {
                 .max(0.0),
             _ => 0.0,
         };
+        let state = if !row.serving {
+            "rebuilding"
+        } else if !row.lease_held {
+            "stopped"
+        } else if behind.events > jobboard_projections::LIVE_LAG_EVENTS {
+            "catching_up"
+        } else {
+            "live"
+        };
+        let target_events = (!row.serving).then(|| {
+            serving_events
+                .iter()
+                .find(|(name, _)| *name == row.name)
+                .map_or(row.events, |(_, events)| *events)
+        });
         projectors.push(ProjectorLag {
             name: row.name,
             version: row.version,
+            generation: row.generation,
+            state,
+            lease_holder: row.lease_holder.filter(|_| row.lease_held),
+            target_events,
+            events_per_sec: row.events_per_sec,
             checkpoint: row.checkpoint,
             events: row.events,
             updated_at: render::time(row.updated_at),
@@ -159,38 +202,30 @@ async fn report(store: &EventStore, views: &ViewDb) -> anyhow::Result<Report> {
     })
 }
 
-/// Every checkpoint row, by projector name and version.
+/// The serving and building generations, by projector name and generation.
 async fn checkpoints(views: &ViewDb) -> anyhow::Result<Vec<CheckpointRow>> {
-    let context = || "reading the projections' checkpoints (projection_checkpoints)";
-    // `ViewDb` reads one checkpoint by name; listing them all is this query over the same
-    // table and columns `ViewDb::checkpoint` reads.
-    let rows = views
-        .fetch_all(
-            "SELECT projector, version, tx, position, events, updated_at \
-             FROM projection_checkpoints ORDER BY projector, version",
-            &[],
-        )
-        .await
-        .with_context(context)?;
-    rows.iter()
-        .map(|row| {
-            let unsigned = |column: &str| -> anyhow::Result<u64> {
-                let value: i64 = row.get(column)?;
-                u64::try_from(value).with_context(|| format!("{column} {value} is negative"))
-            };
-            Ok(CheckpointRow {
-                name: row.get("projector")?,
-                version: row.get("version")?,
-                checkpoint: Checkpoint {
-                    tx: unsigned("tx")?,
-                    position: unsigned("position")?,
-                },
-                events: row.get("events")?,
-                updated_at: row.time("updated_at")?,
-            })
-        })
-        .collect::<anyhow::Result<_>>()
-        .with_context(context)
+    let context = || "reading the projections' registry (projection_generations)";
+    let generations = views.generations(None).await.with_context(context)?;
+    let mut rows = Vec::new();
+    for g in generations {
+        if g.state == GenerationState::Retired {
+            continue;
+        }
+        let lease_held = views.is_leased(&g).await.with_context(context)?;
+        rows.push(CheckpointRow {
+            version: i32::try_from(g.version).context("projector version")?,
+            generation: g.generation,
+            serving: g.state == GenerationState::Active,
+            checkpoint: g.checkpoint,
+            events: i64::try_from(g.events).context("event count")?,
+            updated_at: g.updated_at,
+            events_per_sec: g.rate().filter(|_| lease_held),
+            lease_holder: g.lease_holder,
+            lease_held,
+            name: g.projector,
+        });
+    }
+    Ok(rows)
 }
 
 fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
@@ -226,10 +261,14 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         "EVENTS",
         "LAG EVENTS",
         "LAG SECONDS",
+        "GENERATION",
+        "STATE",
+        "PROGRESS",
+        "LEASE HOLDER",
         "LAST EVENT RECORDED",
         "CHECKPOINT UPDATED",
     ];
-    let rows: Vec<[String; 8]> = report
+    let rows: Vec<[String; 12]> = report
         .projectors
         .iter()
         .map(|p| {
@@ -240,6 +279,10 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
                 p.events.to_string(),
                 p.lag_events.to_string(),
                 format!("{:.3}", p.lag_seconds),
+                p.generation.to_string(),
+                p.state.to_owned(),
+                progress(p),
+                p.lease_holder.clone().unwrap_or_else(|| "-".into()),
                 p.last_event_recorded_at
                     .clone()
                     .unwrap_or_else(|| "-".into()),
@@ -266,4 +309,25 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         line(row)?;
     }
     Ok(())
+}
+
+/// A rebuild's progress (`events/target (pct) rate eta`), `-` for a serving generation.
+fn progress(p: &ProjectorLag) -> String {
+    let Some(target) = p.target_events else {
+        return "-".into();
+    };
+    let done = p.events.min(target);
+    #[allow(clippy::cast_precision_loss)]
+    let percent = if target > 0 {
+        done as f64 * 100.0 / target as f64
+    } else {
+        100.0
+    };
+    let mut text = format!("{done}/{target}({percent:.0}%)");
+    if let Some(rate) = p.events_per_sec.filter(|r| *r > 0.0) {
+        #[allow(clippy::cast_precision_loss)]
+        let eta = (target - done) as f64 / rate;
+        text.push_str(&format!(",{rate:.0}/s,eta:{eta:.0}s"));
+    }
+    text
 }

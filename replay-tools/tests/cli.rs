@@ -13,7 +13,7 @@ async fn the_default_database_is_the_services_embedded_one() {
         help.contains(&format!("[default: {default}]")),
         "the default is not {default} in\n{help}"
     );
-    for command in ["status", "history", "state", "verify", "export"] {
+    for command in ["status", "rebuild", "history", "state", "verify", "export"] {
         assert!(help.contains(command), "{command} missing from\n{help}");
     }
     assert!(
@@ -33,6 +33,17 @@ async fn bad_arguments_exit_with_1_and_say_what_is_wrong() {
     assert!(run.stderr.contains("RFC 3339"), "{}", run.stderr);
 
     let run = replay(&["rebuild"]).await.expect_code(1);
+    assert!(
+        run.stderr.contains("required arguments were not provided"),
+        "{}",
+        run.stderr
+    );
+    let run = replay(&["rebuild", "postings", "--all"])
+        .await
+        .expect_code(1);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+
+    let run = replay(&["unmake"]).await.expect_code(1);
     assert!(
         run.stderr.contains("unrecognized subcommand"),
         "{}",

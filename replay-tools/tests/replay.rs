@@ -22,6 +22,7 @@ jobboard_testkit::on_both_backends!(
     state_is_the_domain_fold_at_a_position_or_as_of_a_time,
     export_writes_exactly_the_requested_slice_as_json_lines,
     status_reports_each_checkpoint_and_its_lag,
+    rebuild_builds_a_new_generation_beside_the_serving_one_and_switches,
     verify_passes_an_intact_log_and_names_the_first_tampered_event,
     erased_personal_data_reads_as_erased_in_history_export_and_state,
 );
@@ -435,11 +436,12 @@ async fn status_reports_each_checkpoint_and_its_lag(kind: Kind) {
         .unwrap();
     shutdown.cancel();
     runtime.stopped().await;
-    // A projector that never got anywhere: its row at the start of the log.
+    // A projector that never got anywhere: its first generation at the start of the log.
     let mut tx = views.begin().await.unwrap();
     tx.execute(
-        "INSERT INTO projection_checkpoints (projector, version, tx, position, events, \
-         updated_at) VALUES ($1, $2, 0, 0, 0, $3)",
+        "INSERT INTO projection_generations (projector, generation, version, suffix, state, \
+         tx, position, events, created_at, updated_at) \
+         VALUES ($1, 1, $2, 'v1_g1', 'active', 0, 0, 0, $3, $3)",
         &["dashboard".into(), 1u32.into(), log.now().into()],
     )
     .await
@@ -481,6 +483,10 @@ async fn status_reports_each_checkpoint_and_its_lag(kind: Kind) {
     let lag = (last_time - appended[2].0).as_seconds_f64();
     assert_eq!(postings_row["lag_seconds"].as_f64().unwrap(), lag);
     assert!(fourth.checkpoint > covered);
+
+    assert_eq!(postings_row["generation"], 1);
+    assert_eq!(postings_row["state"], "stopped", "no instance runs it");
+    assert_eq!(postings_row["lease_holder"], Value::Null);
 
     assert_eq!(dashboard["name"], "dashboard");
     assert_eq!(dashboard["lag_events"], 5);
@@ -728,4 +734,67 @@ async fn erased_personal_data_reads_as_erased_in_history_export_and_state(kind: 
 
     // Erasure destroys keys, not rows: the chains still hold.
     log.replay(&["verify"]).await.ok();
+}
+
+async fn rebuild_builds_a_new_generation_beside_the_serving_one_and_switches(kind: Kind) {
+    let log = Log::new(kind).await;
+    let story = seed(&log).await;
+    let events = story.log.len();
+
+    // Nothing built yet: the first generation serves from the start.
+    let run = log
+        .replay(&["rebuild", "postings", "--drop-grace", "0"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains(&format!(
+            "postings: generation 1 (v2) serves, {events} events"
+        )),
+        "{}",
+        run.stdout
+    );
+    // Again: a second generation beside the first, switched in, the first dropped.
+    let run = log
+        .replay(&["rebuild", "--all", "--drop-grace", "0"])
+        .await
+        .ok();
+    assert!(
+        run.stdout.contains(&format!(
+            "postings: generation 2 (v2) serves, {events} events"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{events} events applied here")),
+        "{}",
+        run.stdout
+    );
+    let views = ViewDb::open(&log.db.url).await.unwrap();
+    let generations = views.generations(Some("postings")).await.unwrap();
+    assert_eq!(generations.len(), 2);
+    assert!(generations[0].dropped_at.is_some(), "{generations:?}");
+    let view = jobboard_projections::postings::PostingsView::new(views.clone());
+    let page = view.list(None, None, 50, None).await.unwrap();
+    assert_eq!(page.postings.len(), 2, "both postings of the log");
+    views.close().await;
+
+    let report = log.replay(&["status", "--json"]).await.ok().json();
+    let row = report["projectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "postings")
+        .expect("postings is listed");
+    assert_eq!(row["generation"], 2);
+    assert_eq!(row["lag_events"], 0);
+    assert_eq!(row["state"], "stopped", "no service runs it");
+
+    let run = log.replay(&["rebuild", "nonsense"]).await.expect_code(1);
+    assert!(
+        run.stderr.contains("no projector named \"nonsense\""),
+        "{}",
+        run.stderr
+    );
 }

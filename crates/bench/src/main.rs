@@ -6,8 +6,10 @@
 //! - `read-all`: seeds M events, then reads the whole log in global order, decoded into envelopes.
 //! - `grpc`: drives the real service over gRPC with a realistic posting mix (see `grpc.rs`).
 //! - `search`: builds the postings search index and runs a query mix (see `search.rs`).
+//! - `rebuild`: rebuilds a SQL projection blue/green from a seeded log (see `rebuild.rs`).
 
 mod grpc;
+mod rebuild;
 mod search;
 
 use std::sync::Arc;
@@ -66,6 +68,9 @@ enum Command {
     Grpc(grpc::Args),
     /// Search index build rate and query latency over generated bilingual postings.
     Search(search::Args),
+    /// Rebuild throughput of a SQL projection, blue/green up to the switch, with the read-all
+    /// rate of the same log as the baseline.
+    Rebuild(rebuild::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +140,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Search(args) => {
             let json_only = args.json;
             print_result(search::run(args).await?, json_only)
+        }
+        Command::Rebuild(args) => {
+            let json_only = args.json;
+            print_result(rebuild::run(args).await?, json_only)
         }
     }
 }

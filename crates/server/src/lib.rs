@@ -1,6 +1,6 @@
 //! The jobboard service shell: configuration, authentication, the gRPC services (posting
-//! commands and queries, search, notifications, access counts, the event feed, health, reflection), the
-//! projectors, timers and view counter, metrics
+//! commands and queries, search, notifications, access counts, the event feed, projection admin,
+//! health, reflection), the projectors, timers and view counter, metrics
 //! and graceful shutdown, assembled by [`Application`].
 //!
 //! ```no_run
@@ -13,6 +13,7 @@
 //! ```
 
 pub mod access;
+pub mod admin;
 pub mod auth;
 pub mod config;
 mod convert;

@@ -16,6 +16,7 @@ use jobboard_projections::postings::PostingsView;
 use jobboard_projections::search::SearchView;
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use jobboard_proto::v1::access_counts_service_server::AccessCountsServiceServer;
+use jobboard_proto::v1::admin_service_server::AdminServiceServer;
 use jobboard_proto::v1::event_feed_service_server::EventFeedServiceServer;
 use jobboard_proto::v1::notifications_service_server::NotificationsServiceServer;
 use jobboard_proto::v1::posting_query_service_server::PostingQueryServiceServer;
@@ -28,6 +29,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::HealthService;
 
 use crate::access::AccessCounts;
+use crate::admin::Admin;
 use crate::auth::Authenticator;
 use crate::error::Error;
 use crate::feed::EventFeed;
@@ -107,6 +109,11 @@ fn jobboard_services(routes: &mut RoutesBuilder, ctx: &ServiceContext) -> Vec<St
     let search = SearchServiceServer::with_interceptor(search, ctx.auth.clone());
     names.push(name_of(&search).to_owned());
     routes.add_service(search);
+
+    let admin = Admin::new(ctx.projections.clone(), ctx.search.clone());
+    let admin = AdminServiceServer::with_interceptor(admin, ctx.auth.clone());
+    names.push(name_of(&admin).to_owned());
+    routes.add_service(admin);
 
     names
 }

@@ -9,9 +9,7 @@ use std::time::Duration;
 use jobboard_app::{PostingCommands, TimerOptions, Timers, ViewCounter, ViewCounterOptions};
 use jobboard_domain::{Clock, SystemClock};
 use jobboard_eventstore::{EventStore, StoreOptions};
-use jobboard_projections::access::AccessCountsProjector;
-use jobboard_projections::notifications::NotificationsProjector;
-use jobboard_projections::postings::{PostingsProjector, PostingsView};
+use jobboard_projections::postings::PostingsView;
 use jobboard_projections::search::{SearchOptions, SearchView};
 use jobboard_projections::{ProjectionRuntime, ViewDb};
 use tokio::net::TcpListener;
@@ -127,11 +125,7 @@ impl Application {
         let projections = ProjectionRuntime::spawn(
             views.clone(),
             store.clone(),
-            vec![
-                Arc::new(PostingsProjector),
-                Arc::new(NotificationsProjector),
-                Arc::new(AccessCountsProjector),
-            ],
+            jobboard_projections::projectors(),
             background.clone(),
         )
         .await

@@ -146,6 +146,45 @@ fn describe() {
         Unit::Seconds,
         "time from an event's commit to its projection, by projector and version"
     );
+    describe_projection_status();
+}
+
+/// The projections' status gauges, refreshed by the runtime from the database (whichever
+/// instance runs each projector).
+fn describe_projection_status() {
+    metrics::describe_gauge!(
+        "jobboard_projection_state",
+        "1 for the projector's current state (live, catching_up, rebuilding, stopped), else 0"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_lag_events",
+        "events of the log after the serving generation's checkpoint"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_staleness_seconds",
+        Unit::Seconds,
+        "time between the last event the serving generation reflects and the log's newest"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_generation",
+        "the serving generation's number"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_lease_held",
+        "1 when this instance applies the log to the serving generation"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_rebuild_events",
+        "events a rebuild under way covers so far (0 when none)"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_rebuild_target_events",
+        "events at which a rebuild under way takes over (0 when none)"
+    );
+    metrics::describe_gauge!(
+        "jobboard_projection_rebuild_events_per_second",
+        "the rate of a rebuild under way (0 when none)"
+    );
 }
 
 static CURRENT: RwLock<Option<Arc<PrometheusRecorder>>> = RwLock::new(None);

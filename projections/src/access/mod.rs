@@ -1,8 +1,8 @@
 //! Access counts (R-POST-8): views per posting and business day, and totals per posting, from the
 //! roll-up events the command side appends (`PostingViewsCounted` in `postingviews-YYYYMMDD`).
 //!
-//! [`AccessCountsProjector`] (`access_counts` v1) adds each roll-up to `access_daily_v1` and
-//! `access_totals_v1`, and learns each posting's organisation from its `PostingDrafted`, so an
+//! [`AccessCountsProjector`] (`access_counts` v1) adds each roll-up to `access_daily` and
+//! `access_totals`, and learns each posting's organisation from its `PostingDrafted`, so an
 //! employer's ranking needs no other view. Additions are safe because the runtime applies each
 //! event exactly once (the checkpoint moves in the same transaction).
 
@@ -26,83 +26,28 @@ pub const VERSION: u32 = 1;
 /// Largest ranking served.
 pub const MAX_RANKING: u32 = 1000;
 
-macro_rules! daily {
-    () => {
-        "access_daily_v1"
+/// Views per posting and day (a view over the serving generation's table, for readers).
+const DAILY: &str = "access_daily";
+/// Total views per posting, with its organisation.
+const TOTALS: &str = "access_totals";
+const TABLES: &[&str] = &[DAILY, TOTALS];
+
+/// The tables of one generation: `d` the daily counts, `t` the totals.
+fn ddl(backend: Backend, d: &str, t: &str) -> String {
+    let (day, count, text) = match backend {
+        Backend::Sqlite => ("TEXT", "INTEGER", "TEXT"),
+        Backend::Postgres => ("DATE", "BIGINT", r#"TEXT COLLATE "C""#),
     };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {d} (
+            posting_id {text} NOT NULL, day {day} NOT NULL, views {count} NOT NULL,
+            PRIMARY KEY (posting_id, day));
+        CREATE TABLE IF NOT EXISTS {t} (
+            posting_id {text} PRIMARY KEY, organisation_id {text}, total {count} NOT NULL);
+        CREATE INDEX IF NOT EXISTS {t}_ranking ON {t} (total DESC, posting_id);
+        CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, total DESC, posting_id);"
+    )
 }
-
-macro_rules! totals {
-    () => {
-        "access_totals_v1"
-    };
-}
-
-const SQLITE_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    daily!(),
-    " (posting_id TEXT NOT NULL, day TEXT NOT NULL, views INTEGER NOT NULL,
-       PRIMARY KEY (posting_id, day));
-    CREATE TABLE IF NOT EXISTS ",
-    totals!(),
-    " (posting_id TEXT PRIMARY KEY, organisation_id TEXT, total INTEGER NOT NULL);
-    CREATE INDEX IF NOT EXISTS ",
-    totals!(),
-    "_ranking ON ",
-    totals!(),
-    " (total DESC, posting_id);
-    CREATE INDEX IF NOT EXISTS ",
-    totals!(),
-    "_by_organisation ON ",
-    totals!(),
-    " (organisation_id, total DESC, posting_id);"
-);
-
-const POSTGRES_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    daily!(),
-    r#" (posting_id TEXT COLLATE "C" NOT NULL, day DATE NOT NULL, views BIGINT NOT NULL,
-       PRIMARY KEY (posting_id, day));
-    CREATE TABLE IF NOT EXISTS "#,
-    totals!(),
-    r#" (posting_id TEXT COLLATE "C" PRIMARY KEY, organisation_id TEXT COLLATE "C",
-       total BIGINT NOT NULL);
-    CREATE INDEX IF NOT EXISTS "#,
-    totals!(),
-    "_ranking ON ",
-    totals!(),
-    " (total DESC, posting_id);
-    CREATE INDEX IF NOT EXISTS ",
-    totals!(),
-    "_by_organisation ON ",
-    totals!(),
-    " (organisation_id, total DESC, posting_id);"
-);
-
-const ADD_DAILY: &str = concat!(
-    "INSERT INTO ",
-    daily!(),
-    " (posting_id, day, views) VALUES ($1, $2, $3) \
-     ON CONFLICT (posting_id, day) DO UPDATE SET views = ",
-    daily!(),
-    ".views + excluded.views"
-);
-
-const ADD_TOTAL: &str = concat!(
-    "INSERT INTO ",
-    totals!(),
-    " (posting_id, organisation_id, total) VALUES ($1, NULL, $2) \
-     ON CONFLICT (posting_id) DO UPDATE SET total = ",
-    totals!(),
-    ".total + excluded.total"
-);
-
-const SET_ORGANISATION: &str = concat!(
-    "INSERT INTO ",
-    totals!(),
-    " (posting_id, organisation_id, total) VALUES ($1, $2, 0) \
-     ON CONFLICT (posting_id) DO UPDATE SET organisation_id = excluded.organisation_id"
-);
 
 /// Projects view roll-ups into daily counts and totals.
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,12 +69,13 @@ impl Projector for AccessCountsProjector {
         VERSION
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
-        tx.execute_script(match tx.backend() {
-            Backend::Sqlite => SQLITE_DDL,
-            Backend::Postgres => POSTGRES_DDL,
-        })
-        .await
+        let ddl = ddl(tx.backend(), &tx.table(DAILY), &tx.table(TOTALS));
+        tx.execute_script(AssertSqlSafe(ddl)).await
     }
 
     async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
@@ -146,7 +92,12 @@ impl Projector for AccessCountsProjector {
                 posting_id.to_string().into(),
                 drafted.organisation_id.to_string().into(),
             ];
-            tx.execute(SET_ORGANISATION, &params).await?;
+            let t = tx.table(TOTALS);
+            let sql = format!(
+                "INSERT INTO {t} (posting_id, organisation_id, total) VALUES ($1, $2, 0) \
+                 ON CONFLICT (posting_id) DO UPDATE SET organisation_id = excluded.organisation_id"
+            );
+            tx.execute(AssertSqlSafe(sql), &params).await?;
             return Ok(());
         }
         if !event.stream_id.starts_with(STREAM_PREFIX) || event.event_type != "PostingViewsCounted"
@@ -154,12 +105,25 @@ impl Projector for AccessCountsProjector {
             return Ok(());
         }
         let ViewsEvent::PostingViewsCounted { day, counts } = decode(event)?;
+        let (d, t) = (tx.table(DAILY), tx.table(TOTALS));
+        let add_daily = format!(
+            "INSERT INTO {d} (posting_id, day, views) VALUES ($1, $2, $3) \
+             ON CONFLICT (posting_id, day) DO UPDATE SET views = {d}.views + excluded.views"
+        );
+        let add_total = format!(
+            "INSERT INTO {t} (posting_id, organisation_id, total) VALUES ($1, NULL, $2) \
+             ON CONFLICT (posting_id) DO UPDATE SET total = {t}.total + excluded.total"
+        );
         for count in counts {
             let id: Param = count.posting_id.to_string().into();
             let views: Param = signed(count.views)?.into();
-            tx.execute(ADD_DAILY, &[id.clone(), day.into(), views.clone()])
+            tx.execute(
+                AssertSqlSafe(add_daily.clone()),
+                &[id.clone(), day.into(), views.clone()],
+            )
+            .await?;
+            tx.execute(AssertSqlSafe(add_total.clone()), &[id, views])
                 .await?;
-            tx.execute(ADD_TOTAL, &[id, views]).await?;
         }
         Ok(())
     }
@@ -207,12 +171,8 @@ impl AccessCountsView {
             n => n.min(MAX_RANKING),
         };
         let mut params: Vec<Param> = Vec::new();
-        let mut sql = concat!(
-            "SELECT posting_id, organisation_id, total FROM ",
-            totals!(),
-            " WHERE total > 0"
-        )
-        .to_owned();
+        let mut sql =
+            format!("SELECT posting_id, organisation_id, total FROM {TOTALS} WHERE total > 0");
         if let Some(organisation) = organisation {
             params.push(organisation.to_string().into());
             sql.push_str(" AND organisation_id = $1");
@@ -245,11 +205,9 @@ impl AccessCountsView {
         let rows = self
             .db
             .fetch_all(
-                concat!(
-                    "SELECT day, views FROM ",
-                    daily!(),
-                    " WHERE posting_id = $1 ORDER BY day"
-                ),
+                AssertSqlSafe(format!(
+                    "SELECT day, views FROM {DAILY} WHERE posting_id = $1 ORDER BY day"
+                )),
                 &[posting_id.to_string().into()],
             )
             .await?;

@@ -2,7 +2,7 @@
 //! publications, the monthly referral notice (R-POST-3 to R-POST-5, R-POST-9).
 //!
 //! [`NotificationsProjector`] (`notifications` v1) turns those events into rows of
-//! `notifications_v1`, each with a stable id (the id of the event it comes from) and a cursor
+//! `notifications` (a view over the serving generation's table), each with a stable id (the id of the event it comes from) and a cursor
 //! (`seq`, 1, 2, 3, … in log order). A consumer remembers the last cursor it handled and asks for
 //! the rows after it ([`NotificationsView::after`]): reconnecting neither misses nor repeats one,
 //! and a rebuild of the view gives every notification the same id and cursor again, since both
@@ -102,83 +102,78 @@ pub struct NotificationRow {
     pub created_at: DateTime<Utc>,
 }
 
-macro_rules! table {
-    () => {
-        "notifications_v1"
-    };
+/// The table of notifications (a view over the serving generation's table, for readers).
+const TABLE: &str = "notifications";
+/// The latest title of each posting, for the notifications that name it.
+const TITLES: &str = "notification_titles";
+const TABLES: &[&str] = &[TABLE, TITLES];
+
+/// The tables of one generation: `t` the notifications, `titles` the posting titles.
+fn ddl(backend: Backend, t: &str, titles: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                seq             INTEGER PRIMARY KEY,
+                notification_id TEXT    NOT NULL UNIQUE,
+                organisation_id TEXT    NOT NULL,
+                kind            TEXT    NOT NULL,
+                posting_id      TEXT,
+                title           TEXT    NOT NULL,
+                detail          TEXT    NOT NULL,
+                created_at      INTEGER NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, seq);
+            CREATE TABLE IF NOT EXISTS {titles} (posting_id TEXT PRIMARY KEY, title TEXT NOT NULL);"
+        ),
+        Backend::Postgres => format!(
+            r#"CREATE TABLE IF NOT EXISTS {t} (
+                seq             BIGINT      PRIMARY KEY,
+                notification_id TEXT        NOT NULL UNIQUE,
+                organisation_id TEXT COLLATE "C" NOT NULL,
+                kind            TEXT        NOT NULL,
+                posting_id      TEXT,
+                title           TEXT        NOT NULL,
+                detail          JSONB       NOT NULL,
+                created_at      TIMESTAMPTZ NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, seq);
+            CREATE TABLE IF NOT EXISTS {titles} (
+                posting_id TEXT COLLATE "C" PRIMARY KEY,
+                title TEXT NOT NULL
+            );"#
+        ),
+    }
 }
-
-macro_rules! titles_table {
-    () => {
-        "notification_titles_v1"
-    };
-}
-
-const SQLITE_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    table!(),
-    " (
-        seq             INTEGER PRIMARY KEY,
-        notification_id TEXT    NOT NULL UNIQUE,
-        organisation_id TEXT    NOT NULL,
-        kind            TEXT    NOT NULL,
-        posting_id      TEXT,
-        title           TEXT    NOT NULL,
-        detail          TEXT    NOT NULL,
-        created_at      INTEGER NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS ",
-    table!(),
-    "_by_organisation ON ",
-    table!(),
-    " (organisation_id, seq);
-    CREATE TABLE IF NOT EXISTS ",
-    titles_table!(),
-    " (posting_id TEXT PRIMARY KEY, title TEXT NOT NULL);"
-);
-
-const POSTGRES_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    table!(),
-    r#" (
-        seq             BIGINT      PRIMARY KEY,
-        notification_id TEXT        NOT NULL UNIQUE,
-        organisation_id TEXT COLLATE "C" NOT NULL,
-        kind            TEXT        NOT NULL,
-        posting_id      TEXT,
-        title           TEXT        NOT NULL,
-        detail          JSONB       NOT NULL,
-        created_at      TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS "#,
-    table!(),
-    "_by_organisation ON ",
-    table!(),
-    " (organisation_id, seq);
-    CREATE TABLE IF NOT EXISTS ",
-    titles_table!(),
-    r#" (posting_id TEXT COLLATE "C" PRIMARY KEY, title TEXT NOT NULL);"#
-);
 
 /// A new notification, the next cursor; an event already turned into one is left alone.
-const INSERT: &str = concat!(
-    "INSERT INTO ",
-    table!(),
-    " (seq, notification_id, organisation_id, kind, posting_id, title, detail, created_at) \
-     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM ",
-    table!(),
+fn insert_sql(t: &str) -> String {
     // SQLite needs a WHERE before an upsert's ON CONFLICT to parse an INSERT … SELECT.
-    " WHERE true ON CONFLICT (notification_id) DO NOTHING"
-);
+    format!(
+        "INSERT INTO {t} \
+         (seq, notification_id, organisation_id, kind, posting_id, title, detail, created_at) \
+         SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4, $5, $6, $7 FROM {t} \
+         WHERE true ON CONFLICT (notification_id) DO NOTHING"
+    )
+}
 
-const UPSERT_TITLE: &str = concat!(
-    "INSERT INTO ",
-    titles_table!(),
-    " (posting_id, title) VALUES ($1, $2) \
-     ON CONFLICT (posting_id) DO UPDATE SET title = excluded.title"
-);
+fn upsert_title_sql(titles: &str) -> String {
+    format!(
+        "INSERT INTO {titles} (posting_id, title) VALUES ($1, $2) \
+         ON CONFLICT (posting_id) DO UPDATE SET title = excluded.title"
+    )
+}
 
-/// Projects review outcomes, publications and referral notices into `notifications_v1`.
+async fn upsert_title(tx: &mut ViewTx, posting_id: PostingId, title: String) -> Result<()> {
+    let sql = upsert_title_sql(&tx.table(TITLES));
+    tx.execute(
+        AssertSqlSafe(sql),
+        &[posting_id.to_string().into(), title.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Projects review outcomes, publications and referral notices into `notifications`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NotificationsProjector;
 
@@ -192,12 +187,13 @@ impl Projector for NotificationsProjector {
         VERSION
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
-        tx.execute_script(match tx.backend() {
-            Backend::Sqlite => SQLITE_DDL,
-            Backend::Postgres => POSTGRES_DDL,
-        })
-        .await
+        let ddl = ddl(tx.backend(), &tx.table(TABLE), &tx.table(TITLES));
+        tx.execute_script(AssertSqlSafe(ddl)).await
     }
 
     async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
@@ -219,8 +215,7 @@ impl Projector for NotificationsProjector {
             PostingEvent::PostingDrafted { content, .. }
             | PostingEvent::DraftSaved { content, .. }
             | PostingEvent::PostingSubmitted { content, .. } => {
-                let params = [posting_id.to_string().into(), content.title.into()];
-                tx.execute(UPSERT_TITLE, &params).await?;
+                upsert_title(tx, posting_id, content.title).await?;
                 return Ok(());
             }
             PostingEvent::PostingReturned { reasons } => (
@@ -253,8 +248,7 @@ impl Projector for NotificationsProjector {
                 published_at,
                 ..
             } => {
-                let params = [posting_id.to_string().into(), content.title.into()];
-                tx.execute(UPSERT_TITLE, &params).await?;
+                upsert_title(tx, posting_id, content.title).await?;
                 (
                     NotificationKind::ModificationPublished,
                     effective(published_at),
@@ -276,15 +270,12 @@ impl Projector for NotificationsProjector {
             );
             return Ok(());
         };
+        let sql = format!(
+            "SELECT title FROM {} WHERE posting_id = $1",
+            tx.table(TITLES)
+        );
         let title = tx
-            .fetch_optional(
-                concat!(
-                    "SELECT title FROM ",
-                    titles_table!(),
-                    " WHERE posting_id = $1"
-                ),
-                &[posting_id.to_string().into()],
-            )
+            .fetch_optional(AssertSqlSafe(sql), &[posting_id.to_string().into()])
             .await?
             .map(|row| row.get::<String>("title"))
             .transpose()?
@@ -354,7 +345,8 @@ async fn insert(
         Param::json(detail)?,
         event.metadata.recorded_at.into(),
     ];
-    tx.execute(INSERT, &params).await?;
+    let sql = insert_sql(&tx.table(TABLE));
+    tx.execute(AssertSqlSafe(sql), &params).await?;
     Ok(())
 }
 
@@ -394,13 +386,10 @@ impl NotificationsView {
             n => n.min(MAX_PAGE),
         };
         let mut params: Vec<Param> = vec![signed(after)?.into()];
-        let mut sql = concat!(
+        let mut sql = format!(
             "SELECT seq, notification_id, organisation_id, kind, posting_id, title, detail, \
-             created_at FROM ",
-            table!(),
-            " WHERE seq > $1"
-        )
-        .to_owned();
+             created_at FROM {TABLE} WHERE seq > $1"
+        );
         if let Some(organisation) = organisation {
             params.push(organisation.to_string().into());
             sql.push_str(" AND organisation_id = $2");

@@ -1,10 +1,11 @@
 //! The postings view: one row per posting with its current state, backing GetPosting and
 //! ListPostings.
 //!
-//! [`PostingsProjector`] (`postings` v2) keeps the table `postings_v2` from the posting events,
-//! and `posting_drafts_v2` with every saved draft version (R-POST-2); [`PostingsView`] reads
-//! them. The row is what the posting aggregate would fold to, plus the
-//! stream version and the times the log recorded, so queries never load a stream.
+//! [`PostingsProjector`] (`postings` v2) keeps the table `postings` from the posting events,
+//! and `posting_drafts` with every saved draft version (R-POST-2), one pair per generation
+//! (`postings_v2_g1`, …); [`PostingsView`] reads the plain names, database views of the serving
+//! generation's tables. The row is what the posting aggregate would fold to, plus the stream
+//! version and the times the log recorded, so queries never load a stream.
 
 mod projector;
 mod view;
@@ -20,19 +21,19 @@ pub use self::view::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PostingPage, PostingsView
 
 /// The projector's name, for `ProjectionRuntime::wait_for`.
 pub const PROJECTOR: &str = "postings";
-/// The version of the view's shape; it names the table.
+/// The version of the view's shape; it names the tables.
 pub const VERSION: u32 = 2;
-/// The table the current version keeps.
+/// The postings, as readers name them: a view of the serving generation's table.
 macro_rules! table {
     () => {
-        "postings_v2"
+        "postings"
     };
 }
 pub(crate) use table;
-/// The table of saved draft versions.
+/// The saved draft versions, as readers name them.
 macro_rules! drafts_table {
     () => {
-        "posting_drafts_v2"
+        "posting_drafts"
     };
 }
 pub(crate) use drafts_table;

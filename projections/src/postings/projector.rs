@@ -1,181 +1,165 @@
-//! [`PostingsProjector`]: keeps `postings_v2` (one row per posting) and `posting_drafts_v2`
-//! (every saved draft version, R-POST-2) from the events of `posting-<uuid>` streams.
+//! [`PostingsProjector`]: keeps `postings` (one row per posting) and `posting_drafts` (every saved
+//! draft version, R-POST-2) from the events of `posting-<uuid>` streams, one pair of tables per
+//! generation (named through `ViewTx::table`).
 //!
-//! Each event is one statement. Applying is idempotent per (posting, stream version): the insert
-//! of `PostingDrafted` does nothing if the row exists, and every update is guarded by
-//! `version < $event_version`, so an event the row already reflects changes nothing. Events set
-//! the fields they carry (the domain's rule), never increment them.
+//! A batch is folded in memory and written in bulk: the rows of the postings the batch touches
+//! are loaded in one query, each event is applied to its row in order (`fold`), and every row
+//! that changed is written once, with one multi-row upsert per table (`UNNEST` of arrays on
+//! PostgreSQL, multi-row `VALUES` on SQLite). A live batch of one event takes the same path, so
+//! rebuilds and live updates cannot disagree.
+//!
+//! Applying is idempotent per (posting, stream version): `PostingDrafted` leaves an existing row
+//! alone, every other event changes a row only if the row is at an older stream version, and a
+//! draft version already saved is kept. Events set the fields they carry (the domain's rule),
+//! never increment them.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 use jobboard_domain::PostingStatus;
 use jobboard_domain::posting::{ModificationStatus, PostingEvent, PostingId};
 use jobboard_eventstore::RecordedEvent;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
+use sqlx::types::Json;
 
 use super::{PROJECTOR, VERSION, drafts_table, table};
-use crate::db::{Backend, Param, ViewTx, signed};
+use crate::db::{Backend, Param, ViewRow, ViewTx, signed};
 use crate::error::{Error, Result};
 use crate::runtime::Projector;
 
 /// The stream category of postings (`posting-<uuid>`, cqrs-es' `Posting::TYPE`).
 const STREAM_PREFIX: &str = "posting-";
 
-/// The indexes of both backends: an employer's list, the operators' list of everything, and the
-/// operators' list by status (the review queue); each in the lists' newest-first order.
-macro_rules! indexes {
-    () => {
-        concat!(
-            "CREATE INDEX IF NOT EXISTS ",
-            table!(),
-            "_by_organisation ON ",
-            table!(),
-            " (organisation_id, created_at, posting_id);",
-            "CREATE INDEX IF NOT EXISTS ",
-            table!(),
-            "_by_created ON ",
-            table!(),
-            " (created_at, posting_id);",
-            "CREATE INDEX IF NOT EXISTS ",
-            table!(),
-            "_by_status ON ",
-            table!(),
-            " (status, created_at, posting_id);",
-            "CREATE INDEX IF NOT EXISTS ",
-            table!(),
-            "_review_queue ON ",
-            table!(),
-            " (review_requested_at, posting_id) WHERE review_requested_at IS NOT NULL;",
-        )
-    };
-}
+/// The tables readers query, by their plain names.
+const TABLES: &[&str] = &[table!(), drafts_table!()];
 
-const SQLITE_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    table!(),
-    " (
-        posting_id              TEXT    PRIMARY KEY,
-        organisation_id         TEXT    NOT NULL,
-        status                  TEXT    NOT NULL,
-        language                TEXT    NOT NULL,
-        content                 TEXT    NOT NULL,
-        draft_version           INTEGER NOT NULL,
-        version                 INTEGER NOT NULL,
-        publish_date            TEXT,
-        publishes_at            INTEGER,
-        published_at            INTEGER,
-        withdrawal_effective_at INTEGER,
-        withdrawn_at            INTEGER,
-        return_reasons          TEXT    NOT NULL,
-        created_at              INTEGER NOT NULL,
-        updated_at              INTEGER NOT NULL,
-        reused_from             TEXT,
-        expires_at              INTEGER,
-        modifiable_until        INTEGER,
-        modifications_locked    INTEGER NOT NULL DEFAULT 0,
-        ended_at                INTEGER,
-        review_requested_at     INTEGER,
-        modification_status     TEXT,
-        modification_content    TEXT,
-        modification_requested_at INTEGER,
-        modification_return_reasons TEXT,
-        modification_effective_at INTEGER
+/// Every column of the postings table, in the order rows are written.
+const COLUMNS: [&str; 26] = [
+    "posting_id",
+    "organisation_id",
+    "status",
+    "language",
+    "content",
+    "draft_version",
+    "version",
+    "publish_date",
+    "publishes_at",
+    "published_at",
+    "withdrawal_effective_at",
+    "withdrawn_at",
+    "return_reasons",
+    "created_at",
+    "updated_at",
+    "reused_from",
+    "expires_at",
+    "modifiable_until",
+    "modifications_locked",
+    "ended_at",
+    "review_requested_at",
+    "modification_status",
+    "modification_content",
+    "modification_requested_at",
+    "modification_return_reasons",
+    "modification_effective_at",
+];
+
+/// Rows per multi-row statement on SQLite (26 parameters each, far below its limit of 32,766).
+const SQLITE_ROWS_PER_STATEMENT: usize = 500;
+
+/// The tables and indexes of one generation: `{t}` the postings table, `{d}` the drafts table.
+/// Index names carry the table's name, so generations never share one.
+fn ddl(backend: Backend, t: &str, d: &str) -> String {
+    let indexes = format!(
+        "CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, created_at, posting_id);
+        CREATE INDEX IF NOT EXISTS {t}_by_created ON {t} (created_at, posting_id);
+        CREATE INDEX IF NOT EXISTS {t}_by_status ON {t} (status, created_at, posting_id);
+        CREATE INDEX IF NOT EXISTS {t}_review_queue ON {t} (review_requested_at, posting_id)
+            WHERE review_requested_at IS NOT NULL;"
     );
-    CREATE TABLE IF NOT EXISTS ",
-    drafts_table!(),
-    " (
-        posting_id    TEXT    NOT NULL,
-        draft_version INTEGER NOT NULL,
-        content       TEXT    NOT NULL,
-        saved_at      INTEGER NOT NULL,
-        PRIMARY KEY (posting_id, draft_version)
-    );",
-    indexes!(),
-);
-
-// `COLLATE "C"` orders ids by bytes, as SQLite does, and keeps keyset comparisons cheap.
-const POSTGRES_DDL: &str = concat!(
-    "CREATE TABLE IF NOT EXISTS ",
-    table!(),
-    r#" (
-        posting_id              TEXT COLLATE "C" PRIMARY KEY,
-        organisation_id         TEXT COLLATE "C" NOT NULL,
-        status                  TEXT        NOT NULL,
-        language                TEXT        NOT NULL,
-        content                 JSONB       NOT NULL,
-        draft_version           BIGINT      NOT NULL,
-        version                 BIGINT      NOT NULL,
-        publish_date            DATE,
-        publishes_at            TIMESTAMPTZ,
-        published_at            TIMESTAMPTZ,
-        withdrawal_effective_at TIMESTAMPTZ,
-        withdrawn_at            TIMESTAMPTZ,
-        return_reasons          JSONB       NOT NULL,
-        created_at              TIMESTAMPTZ NOT NULL,
-        updated_at              TIMESTAMPTZ NOT NULL,
-        reused_from             TEXT,
-        expires_at              TIMESTAMPTZ,
-        modifiable_until        TIMESTAMPTZ,
-        modifications_locked    BOOLEAN     NOT NULL DEFAULT false,
-        ended_at                TIMESTAMPTZ,
-        review_requested_at     TIMESTAMPTZ,
-        modification_status     TEXT,
-        modification_content    JSONB,
-        modification_requested_at TIMESTAMPTZ,
-        modification_return_reasons JSONB,
-        modification_effective_at TIMESTAMPTZ
-    );
-    CREATE TABLE IF NOT EXISTS "#,
-    drafts_table!(),
-    r#" (
-        posting_id    TEXT COLLATE "C" NOT NULL,
-        draft_version BIGINT      NOT NULL,
-        content       JSONB       NOT NULL,
-        saved_at      TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (posting_id, draft_version)
-    );"#,
-    indexes!(),
-);
-
-const INSERT_DRAFTED: &str = concat!(
-    "INSERT INTO ",
-    table!(),
-    " (posting_id, organisation_id, status, language, content, draft_version, version, \
-     return_reasons, created_at, updated_at, reused_from) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) ON CONFLICT (posting_id) DO NOTHING"
-);
-
-/// A saved draft version (R-POST-2); a version already there is left alone.
-const INSERT_DRAFT_VERSION: &str = concat!(
-    "INSERT INTO ",
-    drafts_table!(),
-    " (posting_id, draft_version, content, saved_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (posting_id, draft_version) DO NOTHING"
-);
-
-/// The columns a modification request sets, cleared when it is taken in or dropped.
-macro_rules! clear_modification {
-    () => {
-        "modification_status = NULL, modification_content = NULL, \
-         modification_requested_at = NULL, modification_return_reasons = NULL, \
-         modification_effective_at = NULL"
-    };
+    match backend {
+        Backend::Sqlite => format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                posting_id              TEXT    PRIMARY KEY,
+                organisation_id         TEXT    NOT NULL,
+                status                  TEXT    NOT NULL,
+                language                TEXT    NOT NULL,
+                content                 TEXT    NOT NULL,
+                draft_version           INTEGER NOT NULL,
+                version                 INTEGER NOT NULL,
+                publish_date            TEXT,
+                publishes_at            INTEGER,
+                published_at            INTEGER,
+                withdrawal_effective_at INTEGER,
+                withdrawn_at            INTEGER,
+                return_reasons          TEXT    NOT NULL,
+                created_at              INTEGER NOT NULL,
+                updated_at              INTEGER NOT NULL,
+                reused_from             TEXT,
+                expires_at              INTEGER,
+                modifiable_until        INTEGER,
+                modifications_locked    INTEGER NOT NULL DEFAULT 0,
+                ended_at                INTEGER,
+                review_requested_at     INTEGER,
+                modification_status     TEXT,
+                modification_content    TEXT,
+                modification_requested_at INTEGER,
+                modification_return_reasons TEXT,
+                modification_effective_at INTEGER
+            );
+            CREATE TABLE IF NOT EXISTS {d} (
+                posting_id    TEXT    NOT NULL,
+                draft_version INTEGER NOT NULL,
+                content       TEXT    NOT NULL,
+                saved_at      INTEGER NOT NULL,
+                PRIMARY KEY (posting_id, draft_version)
+            );
+            {indexes}"
+        ),
+        // `COLLATE "C"` orders ids by bytes, as SQLite does, and keeps keyset comparisons cheap.
+        Backend::Postgres => format!(
+            r#"CREATE TABLE IF NOT EXISTS {t} (
+                posting_id              TEXT COLLATE "C" PRIMARY KEY,
+                organisation_id         TEXT COLLATE "C" NOT NULL,
+                status                  TEXT        NOT NULL,
+                language                TEXT        NOT NULL,
+                content                 JSONB       NOT NULL,
+                draft_version           BIGINT      NOT NULL,
+                version                 BIGINT      NOT NULL,
+                publish_date            DATE,
+                publishes_at            TIMESTAMPTZ,
+                published_at            TIMESTAMPTZ,
+                withdrawal_effective_at TIMESTAMPTZ,
+                withdrawn_at            TIMESTAMPTZ,
+                return_reasons          JSONB       NOT NULL,
+                created_at              TIMESTAMPTZ NOT NULL,
+                updated_at              TIMESTAMPTZ NOT NULL,
+                reused_from             TEXT,
+                expires_at              TIMESTAMPTZ,
+                modifiable_until        TIMESTAMPTZ,
+                modifications_locked    BOOLEAN     NOT NULL DEFAULT false,
+                ended_at                TIMESTAMPTZ,
+                review_requested_at     TIMESTAMPTZ,
+                modification_status     TEXT,
+                modification_content    JSONB,
+                modification_requested_at TIMESTAMPTZ,
+                modification_return_reasons JSONB,
+                modification_effective_at TIMESTAMPTZ
+            );
+            CREATE TABLE IF NOT EXISTS {d} (
+                posting_id    TEXT COLLATE "C" NOT NULL,
+                draft_version BIGINT      NOT NULL,
+                content       JSONB       NOT NULL,
+                saved_at      TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (posting_id, draft_version)
+            );
+            {indexes}"#
+        ),
+    }
 }
 
-/// An update of the posting `$1` to stream version `$2` at `$3`, setting `$sets` (parameters
-/// from `$4`), unless the row already reflects that version.
-macro_rules! update {
-    ($($sets:expr),+ $(,)?) => {
-        concat!(
-            "UPDATE ",
-            table!(),
-            " SET ",
-            $($sets,)+
-            ", version = $2, updated_at = $3 WHERE posting_id = $1 AND version < $2"
-        )
-    };
-}
-
-/// Projects posting events into `postings_v2` and `posting_drafts_v2`.
+/// Projects posting events into `postings` and `posting_drafts`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PostingsProjector;
 
@@ -189,314 +173,624 @@ impl Projector for PostingsProjector {
         VERSION
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
-        let ddl = match tx.backend() {
-            Backend::Sqlite => SQLITE_DDL,
-            Backend::Postgres => POSTGRES_DDL,
-        };
-        tx.execute_script(ddl).await
+        let ddl = ddl(
+            tx.backend(),
+            &tx.table(table!()),
+            &tx.table(drafts_table!()),
+        );
+        tx.execute_script(AssertSqlSafe(ddl)).await
     }
 
     async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
-        let Some(stream_key) = event.stream_id.strip_prefix(STREAM_PREFIX) else {
-            return Ok(());
-        };
-        // A type this version does not know (added later) is skipped; the checkpoint moves on.
-        if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
-            return Ok(());
-        }
-        // The command layer writes postings only under `posting-{uuid}`; another key is some
-        // other writer's stream that merely shares the prefix, not a posting this view could
-        // show. Skipping it keeps one foreign stream from stalling the view; a posting stream
-        // whose events do not decode still stops it (below).
-        let Ok(posting_id) = stream_key.parse::<PostingId>() else {
-            tracing::warn!(
-                stream = %event.stream_id,
-                position = event.position,
-                "skipping an event of a stream that is not a posting's"
-            );
-            return Ok(());
-        };
-        let decoded = decode(event)?;
-        let id: Param = posting_id.to_string().into();
-        let version: Param = signed(event.version)?.into();
-        let at: Param = event.metadata.recorded_at.into();
-        let status = |s: PostingStatus| Param::from(s.as_str());
-        let modification = |m: ModificationStatus| Param::from(m.as_str());
-        match decoded {
-            PostingEvent::PostingDrafted {
-                posting_id: _,
-                organisation_id,
-                language,
-                content,
-                draft_version,
-                reused_from,
-            } => {
-                let content = Param::json(&content)?;
-                let params = [
-                    id.clone(),
-                    organisation_id.to_string().into(),
-                    status(PostingStatus::Draft),
-                    language.as_str().into(),
-                    content.clone(),
-                    draft_version.into(),
-                    version,
-                    Param::json(&[] as &[String])?,
-                    at.clone(),
-                    reused_from.map(|r| r.to_string()).into(),
-                ];
-                tx.execute(INSERT_DRAFTED, &params).await?;
-                let draft = [id, draft_version.into(), content, at];
-                tx.execute(INSERT_DRAFT_VERSION, &draft).await?;
-            }
-            PostingEvent::DraftSaved {
-                content,
-                draft_version,
-            } => {
-                let content = Param::json(&content)?;
-                let sql = update!("content = $4, draft_version = $5");
-                let params = [
-                    id.clone(),
-                    version,
-                    at.clone(),
-                    content.clone(),
-                    draft_version.into(),
-                ];
-                tx.execute(sql, &params).await?;
-                let draft = [id, draft_version.into(), content, at];
-                tx.execute(INSERT_DRAFT_VERSION, &draft).await?;
-            }
-            PostingEvent::DraftDiscarded => {
-                let sql = update!("status = $4, ended_at = $3");
-                let params = [id, version, at, status(PostingStatus::Discarded)];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::PostingSubmitted {
-                content,
-                draft_version,
-            } => {
-                let sql = update!(
-                    "status = $4, content = $5, draft_version = $6, review_requested_at = $3"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::PendingReview),
-                    Param::json(&content)?,
-                    draft_version.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::PostingReturned { reasons } => {
-                let sql = update!("status = $4, return_reasons = $5, review_requested_at = NULL");
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::Returned),
-                    Param::json(&reasons)?,
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::PostingApproved {
-                publish_date,
-                publishes_at,
-            } => {
-                let sql = update!(
-                    "status = $4, publish_date = $5, publishes_at = $6, review_requested_at = NULL"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::Approved),
-                    publish_date.into(),
-                    publishes_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::PostingPublished {
-                published_at,
-                content,
-                expires_at,
-                modifiable_until,
-            } => {
-                // A v1 publication carries no content: the submitted content stays.
-                let sql = update!(
-                    "status = $4, published_at = $5, content = COALESCE($6, content), \
-                     expires_at = $7, modifiable_until = $8"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::Published),
-                    published_at.into(),
-                    content
-                        .map(|c| Param::json(&c))
-                        .transpose()?
-                        .unwrap_or(Param::Json(None)),
-                    expires_at.into(),
-                    modifiable_until.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::WithdrawalRequested { effective_at, .. } => {
-                let sql = update!("status = $4, withdrawal_effective_at = $5");
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::WithdrawalPending),
-                    effective_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::PostingWithdrawn { withdrawn_at } => {
-                let sql = update!(
-                    "status = $4, withdrawn_at = $5, ended_at = $5, review_requested_at = NULL, ",
-                    clear_modification!()
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::Withdrawn),
-                    withdrawn_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::ModificationRequested {
-                content,
-                requested_at,
-            } => {
-                let sql = update!(
-                    "modification_status = $4, modification_content = $5, \
-                     modification_requested_at = $6, modification_return_reasons = NULL, \
-                     modification_effective_at = NULL, review_requested_at = $6"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    modification(ModificationStatus::PendingReview),
-                    Param::json(&content)?,
-                    requested_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::ModificationReturned { reasons } => {
-                let sql = update!(
-                    "modification_status = $4, modification_return_reasons = $5, \
-                     review_requested_at = NULL"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    modification(ModificationStatus::Returned),
-                    Param::json(&reasons)?,
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::ModificationApproved { effective_at, .. } => {
-                let sql = update!(
-                    "modification_status = $4, modification_effective_at = $5, \
-                     review_requested_at = NULL"
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    modification(ModificationStatus::Approved),
-                    effective_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::ModificationPublished {
-                content,
-                published_at,
-                expires_at,
-                modifiable_until,
-            } => {
-                // R-POST-5: a later end date reopens an expired posting (as the domain folds).
-                let sql = update!(
-                    "content = $4, expires_at = $5, modifiable_until = $6, \
-                     status = CASE WHEN status = 'expired' AND $5 > $7 THEN 'published' \
-                     ELSE status END, \
-                     ended_at = CASE WHEN status = 'expired' AND $5 > $7 THEN NULL \
-                     ELSE ended_at END, ",
-                    clear_modification!()
-                );
-                let params = [
-                    id,
-                    version,
-                    at,
-                    Param::json(&content)?,
-                    expires_at.into(),
-                    modifiable_until.into(),
-                    published_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
-            }
-            PostingEvent::ModificationDiscarded => {
-                let sql = update!(clear_modification!());
-                tx.execute(sql, &[id, version, at]).await?;
-            }
-            PostingEvent::ModificationsLocked { .. } => {
-                let sql = update!("modifications_locked = $4");
-                tx.execute(sql, &[id, version, at, true.into()]).await?;
-            }
-            PostingEvent::RecruitmentStopped { stopped_at } => {
-                end_at_once(
-                    tx,
-                    [id, version, at],
-                    PostingStatus::RecruitmentStopped,
-                    stopped_at,
-                )
-                .await?;
-            }
-            PostingEvent::PostingCancelled { cancelled_at } => {
-                end_at_once(
-                    tx,
-                    [id, version, at],
-                    PostingStatus::Cancelled,
-                    cancelled_at,
-                )
-                .await?;
-            }
-            PostingEvent::PostingExpired { expired_at } => {
-                let sql = update!("status = $4, ended_at = $5");
-                let params = [
-                    id,
-                    version,
-                    at,
-                    status(PostingStatus::Expired),
-                    expired_at.into(),
-                ];
-                tx.execute(sql, &params).await?;
+        self.apply_batch(tx, std::slice::from_ref(event)).await
+    }
+
+    async fn apply_batch(&self, tx: &mut ViewTx, events: &[RecordedEvent]) -> Result<()> {
+        let mut decoded = Vec::new();
+        for event in events {
+            if let Some(posting) = posting_event(event)? {
+                decoded.push(posting);
             }
         }
-        Ok(())
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = decoded
+            .iter()
+            .map(|d| d.id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut rows: HashMap<String, Slot> = load(tx, &ids)
+            .await?
+            .into_iter()
+            .map(|row| {
+                (
+                    row.posting_id.clone(),
+                    Slot {
+                        row: Some(row),
+                        dirty: false,
+                    },
+                )
+            })
+            .collect();
+        let mut drafts = Vec::new();
+        for posting in decoded {
+            let slot = rows.entry(posting.id.clone()).or_insert(Slot {
+                row: None,
+                dirty: false,
+            });
+            if fold(&mut slot.row, &mut drafts, posting)? {
+                slot.dirty = true;
+            }
+        }
+        let changed: Vec<Row> = rows
+            .into_values()
+            .filter(|slot| slot.dirty)
+            .filter_map(|slot| slot.row)
+            .collect();
+        let mut seen = HashSet::new();
+        drafts.retain(|d: &Draft| seen.insert((d.posting_id.clone(), d.draft_version)));
+        write(tx, &changed, &drafts).await
     }
 }
 
+/// A posting event of the batch, decoded.
+struct Decoded {
+    id: String,
+    version: i64,
+    at: DateTime<Utc>,
+    event: PostingEvent,
+}
+
+/// A row as loaded, and whether the batch changed it.
+struct Slot {
+    row: Option<Row>,
+    dirty: bool,
+}
+
+/// The event as this view applies it, or `None` for an event it does not handle.
+fn posting_event(event: &RecordedEvent) -> Result<Option<Decoded>> {
+    let Some(stream_key) = event.stream_id.strip_prefix(STREAM_PREFIX) else {
+        return Ok(None);
+    };
+    // A type this version does not know (added later) is skipped; the checkpoint moves on.
+    if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
+        return Ok(None);
+    }
+    // The command layer writes postings only under `posting-{uuid}`; another key is some other
+    // writer's stream that merely shares the prefix, not a posting this view could show.
+    // Skipping it keeps one foreign stream from stalling the view; a posting stream whose events
+    // do not decode still stops it (below).
+    let Ok(posting_id) = stream_key.parse::<PostingId>() else {
+        tracing::warn!(
+            stream = %event.stream_id,
+            position = event.position,
+            "skipping an event of a stream that is not a posting's"
+        );
+        return Ok(None);
+    };
+    Ok(Some(Decoded {
+        id: posting_id.to_string(),
+        version: signed(event.version)?,
+        at: event.metadata.recorded_at,
+        event: decode(event)?,
+    }))
+}
+
+/// A row of the postings table, with JSON columns as JSON text.
+#[derive(Clone, Debug, PartialEq)]
+struct Row {
+    posting_id: String,
+    organisation_id: String,
+    status: String,
+    language: String,
+    content: String,
+    draft_version: i64,
+    version: i64,
+    publish_date: Option<NaiveDate>,
+    publishes_at: Option<DateTime<Utc>>,
+    published_at: Option<DateTime<Utc>>,
+    withdrawal_effective_at: Option<DateTime<Utc>>,
+    withdrawn_at: Option<DateTime<Utc>>,
+    return_reasons: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    reused_from: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    modifiable_until: Option<DateTime<Utc>>,
+    modifications_locked: bool,
+    ended_at: Option<DateTime<Utc>>,
+    review_requested_at: Option<DateTime<Utc>>,
+    modification_status: Option<String>,
+    modification_content: Option<String>,
+    modification_requested_at: Option<DateTime<Utc>>,
+    modification_return_reasons: Option<String>,
+    modification_effective_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    fn clear_modification(&mut self) {
+        self.modification_status = None;
+        self.modification_content = None;
+        self.modification_requested_at = None;
+        self.modification_return_reasons = None;
+        self.modification_effective_at = None;
+    }
+
+    fn from_view(row: &ViewRow) -> Result<Self> {
+        let json = |column: &str| -> Result<Option<String>> {
+            Ok(row
+                .get::<Option<Json<serde_json::Value>>>(column)?
+                .map(|v| v.0.to_string()))
+        };
+        let required = |column: &str| -> Result<String> {
+            json(column)?.ok_or_else(|| Error::Corrupted(format!("{column} is null")))
+        };
+        Ok(Self {
+            posting_id: row.get("posting_id")?,
+            organisation_id: row.get("organisation_id")?,
+            status: row.get("status")?,
+            language: row.get("language")?,
+            content: required("content")?,
+            draft_version: row.get("draft_version")?,
+            version: row.get("version")?,
+            publish_date: row.get("publish_date")?,
+            publishes_at: row.opt_time("publishes_at")?,
+            published_at: row.opt_time("published_at")?,
+            withdrawal_effective_at: row.opt_time("withdrawal_effective_at")?,
+            withdrawn_at: row.opt_time("withdrawn_at")?,
+            return_reasons: required("return_reasons")?,
+            created_at: row.time("created_at")?,
+            updated_at: row.time("updated_at")?,
+            reused_from: row.get("reused_from")?,
+            expires_at: row.opt_time("expires_at")?,
+            modifiable_until: row.opt_time("modifiable_until")?,
+            modifications_locked: row.get("modifications_locked")?,
+            ended_at: row.opt_time("ended_at")?,
+            review_requested_at: row.opt_time("review_requested_at")?,
+            modification_status: row.get("modification_status")?,
+            modification_content: json("modification_content")?,
+            modification_requested_at: row.opt_time("modification_requested_at")?,
+            modification_return_reasons: json("modification_return_reasons")?,
+            modification_effective_at: row.opt_time("modification_effective_at")?,
+        })
+    }
+
+    /// The row's values, in [`COLUMNS`] order, as parameters (SQLite).
+    fn params(&self) -> [Param; 26] {
+        [
+            self.posting_id.as_str().into(),
+            self.organisation_id.as_str().into(),
+            self.status.as_str().into(),
+            self.language.as_str().into(),
+            self.content.as_str().into(),
+            self.draft_version.into(),
+            self.version.into(),
+            self.publish_date.into(),
+            self.publishes_at.into(),
+            self.published_at.into(),
+            self.withdrawal_effective_at.into(),
+            self.withdrawn_at.into(),
+            self.return_reasons.as_str().into(),
+            self.created_at.into(),
+            self.updated_at.into(),
+            self.reused_from.clone().into(),
+            self.expires_at.into(),
+            self.modifiable_until.into(),
+            self.modifications_locked.into(),
+            self.ended_at.into(),
+            self.review_requested_at.into(),
+            self.modification_status.clone().into(),
+            self.modification_content.clone().into(),
+            self.modification_requested_at.into(),
+            self.modification_return_reasons.clone().into(),
+            self.modification_effective_at.into(),
+        ]
+    }
+}
+
+/// A saved draft version (R-POST-2).
+#[derive(Clone, Debug, PartialEq)]
+struct Draft {
+    posting_id: String,
+    draft_version: i64,
+    content: String,
+    saved_at: DateTime<Utc>,
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::Corrupted(format!("a value does not serialise to JSON: {e}")))
+}
+
+/// Applies one event to its posting's row (`None`: not in the view). Returns whether the row
+/// changed; saved draft versions go to `drafts`.
+fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Result<bool> {
+    let Decoded {
+        id,
+        version,
+        at,
+        event,
+    } = posting;
+    if let PostingEvent::PostingDrafted {
+        posting_id: _,
+        organisation_id,
+        language,
+        content,
+        draft_version,
+        reused_from,
+    } = &event
+    {
+        let content = json(content)?;
+        drafts.push(Draft {
+            posting_id: id.clone(),
+            draft_version: i64::from(*draft_version),
+            content: content.clone(),
+            saved_at: at,
+        });
+        if slot.is_some() {
+            return Ok(false);
+        }
+        *slot = Some(Row {
+            posting_id: id,
+            organisation_id: organisation_id.to_string(),
+            status: PostingStatus::Draft.as_str().to_owned(),
+            language: language.as_str().to_owned(),
+            content,
+            draft_version: i64::from(*draft_version),
+            version,
+            publish_date: None,
+            publishes_at: None,
+            published_at: None,
+            withdrawal_effective_at: None,
+            withdrawn_at: None,
+            return_reasons: "[]".to_owned(),
+            created_at: at,
+            updated_at: at,
+            reused_from: reused_from.map(|r| r.to_string()),
+            expires_at: None,
+            modifiable_until: None,
+            modifications_locked: false,
+            ended_at: None,
+            review_requested_at: None,
+            modification_status: None,
+            modification_content: None,
+            modification_requested_at: None,
+            modification_return_reasons: None,
+            modification_effective_at: None,
+        });
+        return Ok(true);
+    }
+    if let PostingEvent::DraftSaved {
+        content,
+        draft_version,
+    } = &event
+    {
+        // The draft version is kept even if the row is missing or ahead (as the view always did).
+        drafts.push(Draft {
+            posting_id: id.clone(),
+            draft_version: i64::from(*draft_version),
+            content: json(content)?,
+            saved_at: at,
+        });
+    }
+    let Some(row) = slot.as_mut() else {
+        return Ok(false);
+    };
+    if row.version >= version {
+        return Ok(false);
+    }
+    let status = |s: PostingStatus| s.as_str().to_owned();
+    let modification = |m: ModificationStatus| Some(m.as_str().to_owned());
+    match event {
+        PostingEvent::PostingDrafted { .. } => unreachable!("handled above"),
+        PostingEvent::DraftSaved {
+            content,
+            draft_version,
+        } => {
+            row.content = json(&content)?;
+            row.draft_version = i64::from(draft_version);
+        }
+        PostingEvent::DraftDiscarded => {
+            row.status = status(PostingStatus::Discarded);
+            row.ended_at = Some(at);
+        }
+        PostingEvent::PostingSubmitted {
+            content,
+            draft_version,
+        } => {
+            row.status = status(PostingStatus::PendingReview);
+            row.content = json(&content)?;
+            row.draft_version = i64::from(draft_version);
+            row.review_requested_at = Some(at);
+        }
+        PostingEvent::PostingReturned { reasons } => {
+            row.status = status(PostingStatus::Returned);
+            row.return_reasons = json(&reasons)?;
+            row.review_requested_at = None;
+        }
+        PostingEvent::PostingApproved {
+            publish_date,
+            publishes_at,
+        } => {
+            row.status = status(PostingStatus::Approved);
+            row.publish_date = Some(publish_date);
+            row.publishes_at = Some(publishes_at);
+            row.review_requested_at = None;
+        }
+        PostingEvent::PostingPublished {
+            published_at,
+            content,
+            expires_at,
+            modifiable_until,
+        } => {
+            row.status = status(PostingStatus::Published);
+            row.published_at = Some(published_at);
+            // A v1 publication carries no content: the submitted content stays.
+            if let Some(content) = content {
+                row.content = json(&content)?;
+            }
+            row.expires_at = expires_at;
+            row.modifiable_until = modifiable_until;
+        }
+        PostingEvent::WithdrawalRequested { effective_at, .. } => {
+            row.status = status(PostingStatus::WithdrawalPending);
+            row.withdrawal_effective_at = Some(effective_at);
+        }
+        PostingEvent::PostingWithdrawn { withdrawn_at } => {
+            row.status = status(PostingStatus::Withdrawn);
+            row.withdrawn_at = Some(withdrawn_at);
+            row.ended_at = Some(withdrawn_at);
+            row.review_requested_at = None;
+            row.clear_modification();
+        }
+        PostingEvent::ModificationRequested {
+            content,
+            requested_at,
+        } => {
+            row.modification_status = modification(ModificationStatus::PendingReview);
+            row.modification_content = Some(json(&content)?);
+            row.modification_requested_at = Some(requested_at);
+            row.modification_return_reasons = None;
+            row.modification_effective_at = None;
+            row.review_requested_at = Some(requested_at);
+        }
+        PostingEvent::ModificationReturned { reasons } => {
+            row.modification_status = modification(ModificationStatus::Returned);
+            row.modification_return_reasons = Some(json(&reasons)?);
+            row.review_requested_at = None;
+        }
+        PostingEvent::ModificationApproved { effective_at, .. } => {
+            row.modification_status = modification(ModificationStatus::Approved);
+            row.modification_effective_at = Some(effective_at);
+            row.review_requested_at = None;
+        }
+        PostingEvent::ModificationPublished {
+            content,
+            published_at,
+            expires_at,
+            modifiable_until,
+        } => {
+            // R-POST-5: a later end date reopens an expired posting (as the domain folds).
+            let reopens = row.status == PostingStatus::Expired.as_str()
+                && expires_at.is_some_and(|end| end > published_at);
+            row.content = json(&content)?;
+            row.expires_at = expires_at;
+            row.modifiable_until = modifiable_until;
+            if reopens {
+                row.status = status(PostingStatus::Published);
+                row.ended_at = None;
+            }
+            row.clear_modification();
+        }
+        PostingEvent::ModificationDiscarded => row.clear_modification(),
+        PostingEvent::ModificationsLocked { .. } => row.modifications_locked = true,
+        PostingEvent::RecruitmentStopped { stopped_at } => {
+            end_at_once(row, PostingStatus::RecruitmentStopped, stopped_at);
+        }
+        PostingEvent::PostingCancelled { cancelled_at } => {
+            end_at_once(row, PostingStatus::Cancelled, cancelled_at);
+        }
+        PostingEvent::PostingExpired { expired_at } => {
+            row.status = status(PostingStatus::Expired);
+            row.ended_at = Some(expired_at);
+        }
+    }
+    row.version = version;
+    row.updated_at = at;
+    Ok(true)
+}
+
 /// Stopping and cancelling (R-POST-7): the posting leaves in `ended` at `when`, and a pending
-/// request goes with it. `key` is the posting id, event version and recorded-at.
-async fn end_at_once(
-    tx: &mut ViewTx,
-    key: [Param; 3],
-    ended: PostingStatus,
-    when: chrono::DateTime<chrono::Utc>,
-) -> Result<()> {
-    let sql = update!(
-        "status = $4, ended_at = $5, review_requested_at = NULL, ",
-        clear_modification!()
+/// request goes with it.
+fn end_at_once(row: &mut Row, ended: PostingStatus, when: DateTime<Utc>) {
+    row.status = ended.as_str().to_owned();
+    row.ended_at = Some(when);
+    row.review_requested_at = None;
+    row.clear_modification();
+}
+
+/// The rows of `ids` in this generation's table, in one query (PostgreSQL) or a few (SQLite).
+async fn load(tx: &mut ViewTx, ids: &[String]) -> Result<Vec<Row>> {
+    let columns = COLUMNS.join(", ");
+    let t = tx.table(table!());
+    if let Some(conn) = tx.as_postgres() {
+        let sql = format!("SELECT {columns} FROM {t} WHERE posting_id = ANY($1)");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+        return rows
+            .into_iter()
+            .map(|row| Row::from_view(&ViewRow::postgres(row)))
+            .collect();
+    }
+    let mut loaded = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {columns} FROM {t} WHERE posting_id IN ({})",
+            placeholders.join(", ")
+        );
+        let params: Vec<Param> = chunk.iter().map(|id| id.as_str().into()).collect();
+        for row in tx.fetch_all(AssertSqlSafe(sql), &params).await? {
+            loaded.push(Row::from_view(&row)?);
+        }
+    }
+    Ok(loaded)
+}
+
+/// Writes the changed rows (one upsert per table) and the saved draft versions (kept if there).
+async fn write(tx: &mut ViewTx, rows: &[Row], drafts: &[Draft]) -> Result<()> {
+    let t = tx.table(table!());
+    let d = tx.table(drafts_table!());
+    let updates: Vec<String> = COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let upsert = format!(
+        "ON CONFLICT (posting_id) DO UPDATE SET {}",
+        updates.join(", ")
     );
-    let [id, version, at] = key;
-    let params = [id, version, at, ended.as_str().into(), when.into()];
-    tx.execute(sql, &params).await?;
+    if let Some(conn) = tx.as_postgres() {
+        if !rows.is_empty() {
+            write_rows_postgres(conn, &t, &upsert, rows).await?;
+        }
+        if !drafts.is_empty() {
+            let sql = format!(
+                "INSERT INTO {d} (posting_id, draft_version, content, saved_at) \
+                 SELECT p, v, c::jsonb, s FROM UNNEST($1::text[], $2::int8[], $3::text[], \
+                 $4::timestamptz[]) AS u(p, v, c, s) \
+                 ON CONFLICT (posting_id, draft_version) DO NOTHING"
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(
+                    drafts
+                        .iter()
+                        .map(|d| d.posting_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(drafts.iter().map(|d| d.draft_version).collect::<Vec<_>>())
+                .bind(
+                    drafts
+                        .iter()
+                        .map(|d| d.content.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(drafts.iter().map(|d| d.saved_at).collect::<Vec<_>>())
+                .execute(conn)
+                .await?;
+        }
+        return Ok(());
+    }
+    let columns = COLUMNS.join(", ");
+    for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let (values, params) = values(chunk.iter().map(|row| row.params().to_vec()));
+        let sql = format!("INSERT INTO {t} ({columns}) VALUES {values} {upsert}");
+        tx.execute(AssertSqlSafe(sql), &params).await?;
+    }
+    for chunk in drafts.chunks(SQLITE_ROWS_PER_STATEMENT) {
+        let (values, params) = values(chunk.iter().map(|draft| {
+            vec![
+                draft.posting_id.as_str().into(),
+                draft.draft_version.into(),
+                draft.content.as_str().into(),
+                draft.saved_at.into(),
+            ]
+        }));
+        let sql = format!(
+            "INSERT INTO {d} (posting_id, draft_version, content, saved_at) VALUES {values} \
+             ON CONFLICT (posting_id, draft_version) DO NOTHING"
+        );
+        tx.execute(AssertSqlSafe(sql), &params).await?;
+    }
+    Ok(())
+}
+
+/// `($1, $2), ($3, $4), …` for rows of parameters, and the parameters in order.
+fn values(rows: impl Iterator<Item = Vec<Param>>) -> (String, Vec<Param>) {
+    let mut text = String::new();
+    let mut params = Vec::new();
+    for row in rows {
+        text.push_str(if params.is_empty() { "(" } else { ", (" });
+        for (i, param) in row.into_iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            params.push(param);
+            text.push_str(&format!("${}", params.len()));
+        }
+        text.push(')');
+    }
+    (text, params)
+}
+
+/// One `INSERT … SELECT … FROM UNNEST(arrays) … ON CONFLICT DO UPDATE` for every changed row:
+/// one round trip, one parse, whatever the batch's size.
+async fn write_rows_postgres(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    upsert: &str,
+    rows: &[Row],
+) -> Result<()> {
+    let columns = COLUMNS.join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) \
+         SELECT posting_id, organisation_id, status, language, content::jsonb, draft_version, \
+         version, publish_date, publishes_at, published_at, withdrawal_effective_at, \
+         withdrawn_at, return_reasons::jsonb, created_at, updated_at, reused_from, expires_at, \
+         modifiable_until, modifications_locked, ended_at, review_requested_at, \
+         modification_status, modification_content::jsonb, modification_requested_at, \
+         modification_return_reasons::jsonb, modification_effective_at \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
+         $7::int8[], $8::date[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], \
+         $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], \
+         $17::timestamptz[], $18::timestamptz[], $19::bool[], $20::timestamptz[], \
+         $21::timestamptz[], $22::text[], $23::text[], $24::timestamptz[], $25::text[], \
+         $26::timestamptz[]) AS u({columns}) {upsert}"
+    );
+    let text = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let opt_text = |f: fn(&Row) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    let time = |f: fn(&Row) -> Option<DateTime<Utc>>| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(text(|r| &r.posting_id))
+        .bind(text(|r| &r.organisation_id))
+        .bind(text(|r| &r.status))
+        .bind(text(|r| &r.language))
+        .bind(text(|r| &r.content))
+        .bind(rows.iter().map(|r| r.draft_version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.publish_date).collect::<Vec<_>>())
+        .bind(time(|r| r.publishes_at))
+        .bind(time(|r| r.published_at))
+        .bind(time(|r| r.withdrawal_effective_at))
+        .bind(time(|r| r.withdrawn_at))
+        .bind(text(|r| &r.return_reasons))
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+        .bind(opt_text(|r| r.reused_from.as_deref()))
+        .bind(time(|r| r.expires_at))
+        .bind(time(|r| r.modifiable_until))
+        .bind(
+            rows.iter()
+                .map(|r| r.modifications_locked)
+                .collect::<Vec<_>>(),
+        )
+        .bind(time(|r| r.ended_at))
+        .bind(time(|r| r.review_requested_at))
+        .bind(opt_text(|r| r.modification_status.as_deref()))
+        .bind(opt_text(|r| r.modification_content.as_deref()))
+        .bind(time(|r| r.modification_requested_at))
+        .bind(opt_text(|r| r.modification_return_reasons.as_deref()))
+        .bind(time(|r| r.modification_effective_at))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! [`PostingsView`]: reads `postings_v2` for GetPosting, ListPostings and the review queue, and
-//! `posting_drafts_v2` for the saved draft versions.
+//! [`PostingsView`]: reads `postings` for GetPosting, ListPostings and the review queue, and
+//! `posting_drafts` for the saved draft versions: database views of the serving generation's
+//! tables, so each query reads one complete generation (a switch redefines them atomically).
 //!
 //! Lists are newest first (`created_at`, then posting id, both descending) and paged by keyset:
 //! a page token holds the last row's sort key, so pages stay stable while postings are added

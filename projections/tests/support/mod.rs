@@ -116,7 +116,7 @@ pub async fn spawn_postings(
     db: &ViewDb,
 ) -> (ProjectionRuntime, CancellationToken) {
     let projectors: Vec<Arc<dyn Projector>> = vec![Arc::new(postings::PostingsProjector)];
-    spawn(store, db, projectors, RuntimeOptions::default()).await
+    spawn(store, db, projectors, quick(500)).await
 }
 
 /// Cancels the runtime and waits until every projector has committed and stopped.
@@ -212,6 +212,35 @@ pub fn drafted(id: PostingId, org: OrganisationId, title: &str) -> PostingEvent 
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// Polls `condition` until it holds, failing the test after [`WAIT`].
+pub async fn until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Options for tests: quick retries, polls and drops.
+pub fn quick(batch_size: usize) -> RuntimeOptions {
+    RuntimeOptions {
+        batch_size,
+        rebuild_batch_size: 7,
+        retry_backoff: (Duration::from_millis(10), Duration::from_millis(50)),
+        poll_interval: Duration::from_millis(50),
+        drop_grace: Duration::from_millis(50),
+        observe_interval: None,
+        ..RuntimeOptions::default()
+    }
 }
 
 /// Waits until the postings view has reached `at`.

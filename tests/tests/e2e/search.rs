@@ -1,13 +1,16 @@
 //! Search over gRPC (R-SRCH-1 to R-SRCH-5): Japanese substrings, conditions, scopes by role, and
-//! read-your-writes through the index's own checkpoint.
+//! a blue/green rebuild of the index while searches keep answering.
 
 use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::PostingStatus;
 use tonic::Code;
 
-use crate::support::{Backend, Caller, TestApp, date, employer, jst, operator, poll, service};
+use crate::support::{Backend, Caller, TestApp, date, employer, jst, operator, ops, poll, service};
 
-jobboard_testkit::on_both_backends!(the_public_finds_published_postings_and_employers_their_own);
+jobboard_testkit::on_both_backends!(
+    the_public_finds_published_postings_and_employers_their_own,
+    the_index_rebuilds_beside_itself_while_searches_keep_answering,
+);
 
 async fn search(
     app: &TestApp,
@@ -140,4 +143,78 @@ async fn the_public_finds_published_postings_and_employers_their_own(backend: Ba
         "{}",
         invalid.message()
     );
+}
+
+async fn the_index_rebuilds_beside_itself_while_searches_keep_answering(backend: Backend) {
+    let app = TestApp::start(backend, jst("2026-01-30T10:00:00")).await;
+    let staff = employer();
+    for _ in 0..5 {
+        app.create_draft(&staff).await;
+    }
+    let own = || pb::SearchPostingsRequest {
+        scope: pb::SearchScope::Own.into(),
+        ..Default::default()
+    };
+    poll("the drafts are searchable", || async {
+        let found = search(&app, &staff, own()).await.expect("SearchPostings");
+        (found.total_count == 5).then_some(())
+    })
+    .await;
+    let mut admin = app.admin(&ops());
+    let listed = |list: &pb::ListProjectionsResponse| {
+        list.projections
+            .iter()
+            .find(|p| p.name == "search")
+            .cloned()
+            .expect("the search index is listed")
+    };
+    let before = listed(
+        &admin
+            .list_projections(pb::ListProjectionsRequest::default())
+            .await
+            .expect("ListProjections")
+            .into_inner(),
+    );
+    let serving = before.serving.expect("a serving generation").generation;
+
+    let asked = admin
+        .rebuild_projection(pb::RebuildProjectionRequest {
+            projector: "search".into(),
+        })
+        .await
+        .expect("RebuildProjection")
+        .into_inner();
+    assert!(asked.created);
+
+    // Searches answer all along, with every posting; the rebuilt generation takes over.
+    poll("the rebuilt index serves", || {
+        let mut admin = admin.clone();
+        let app = &app;
+        let staff = &staff;
+        async move {
+            let found = search(app, staff, own())
+                .await
+                .expect("search during the rebuild");
+            assert_eq!(found.total_count, 5, "no result is lost while rebuilding");
+            let list = admin
+                .list_projections(pb::ListProjectionsRequest::default())
+                .await
+                .expect("ListProjections")
+                .into_inner();
+            let now = listed(&list);
+            (now.rebuild.is_none()
+                && now.serving.is_some_and(|s| s.generation > serving)
+                && now.state == pb::ProjectionState::Live as i32)
+                .then_some(())
+        }
+    })
+    .await;
+    let denied = app
+        .admin(&operator())
+        .rebuild_projection(pb::RebuildProjectionRequest {
+            projector: "search".into(),
+        })
+        .await
+        .expect_err("operators do not administer the service");
+    assert_eq!(denied.code(), Code::PermissionDenied);
 }

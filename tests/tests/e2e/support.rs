@@ -14,6 +14,7 @@ use jobboard_domain::FixedClock;
 use jobboard_domain::time::BUSINESS_OFFSET;
 use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::access_counts_service_client::AccessCountsServiceClient;
+use jobboard_proto::v1::admin_service_client::AdminServiceClient;
 use jobboard_proto::v1::event_feed_service_client::EventFeedServiceClient;
 use jobboard_proto::v1::notifications_service_client::NotificationsServiceClient;
 use jobboard_proto::v1::posting_query_service_client::PostingQueryServiceClient;
@@ -152,6 +153,7 @@ pub(crate) type NotificationsClient =
     NotificationsServiceClient<InterceptedService<Channel, Bearer>>;
 pub(crate) type AccessClient = AccessCountsServiceClient<InterceptedService<Channel, Bearer>>;
 pub(crate) type SearchClient = SearchServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// The server under test, its database and its clock. Fields drop in order: the server stops
 /// before its database goes.
@@ -235,6 +237,14 @@ impl TestApp {
     /// The search client, as `caller`.
     pub(crate) fn search(&self, caller: &Caller) -> SearchClient {
         SearchServiceClient::with_interceptor(
+            self.running.channel.clone(),
+            self.bearer(Some(caller)),
+        )
+    }
+
+    /// The admin client, as `caller`.
+    pub(crate) fn admin(&self, caller: &Caller) -> AdminClient {
+        AdminServiceClient::with_interceptor(
             self.running.channel.clone(),
             self.bearer(Some(caller)),
         )
@@ -417,6 +427,11 @@ pub(crate) fn employer() -> Caller {
 /// An operator (事務局) staff member.
 pub(crate) fn operator() -> Caller {
     Caller::new("operator-staff", Role::Operator, "operator-office")
+}
+
+/// Operations staff.
+pub(crate) fn ops() -> Caller {
+    Caller::new("ops-staff", Role::Ops, "jobboard-ops")
 }
 
 /// An internal service.

@@ -71,6 +71,7 @@ async fn reflection_lists_the_served_services() {
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
             "jobboard.v1.AccessCountsService",
+            "jobboard.v1.AdminService",
             FEED,
             "jobboard.v1.NotificationsService",
             "jobboard.v1.PostingQueryService",

@@ -46,10 +46,20 @@ async fn metrics_count_calls_and_time_commands_appends_and_projection_lag() {
         .unwrap();
     drop(subscription);
     create_a_draft(&app).await;
+    // Listing the projections refreshes their status gauges.
+    let admin = jobboard_proto::v1::admin_service_client::AdminServiceClient::with_interceptor(
+        app.channel.clone(),
+        Bearer(Some(app.token(jobboard::auth::Role::Ops))),
+    );
 
     let method = r#"method="jobboard.v1.EventFeedService/ReadAll""#;
     let subscribe = r#"method="jobboard.v1.EventFeedService/Subscribe""#;
     eventually("the endpoint shows both calls", || async {
+        admin
+            .clone()
+            .list_projections(jobboard_proto::v1::ListProjectionsRequest::default())
+            .await
+            .unwrap();
         let body = scrape(addr).await;
         let has = |method: &str, code: &str| {
             body.lines().any(|line| {
@@ -81,6 +91,10 @@ async fn metrics_count_calls_and_time_commands_appends_and_projection_lag() {
                 "CreateDraft",
             )
             && has_line(&body, "jobboard_projection_lag_seconds_bucket{", "postings")
+            && has_line(&body, "jobboard_projection_state{", r#"state="live"} 1"#)
+            && has_line(&body, "jobboard_projection_lag_events{", "postings")
+            && has_line(&body, "jobboard_projection_lease_held{", "postings")
+            && has_line(&body, "jobboard_projection_rebuild_events{", "postings")
     })
     .await;
 }

@@ -1,0 +1,473 @@
+//! [`Runner`]: applies the log to one generation of a projector's view, batch by batch, each
+//! batch committed in one transaction with the generation's checkpoint.
+//!
+//! A reader task reads ahead of the writer (the log is read and decoded on one core while the
+//! batch before is folded and written on the other): while serving it follows the log through
+//! `EventStore::subscribe` (woken by commits, no polling); while rebuilding it reads large pages
+//! with `read_all` and says when it has reached the log's readable end.
+//!
+//! A rebuilding generation never passes the serving generation's checkpoint: each batch is cut at
+//! it, and the batch that reaches it exactly switches the two in the same transaction (the
+//! serving row locked, so the serving runner cannot move on meanwhile). So reads switch to a view
+//! that is exactly as far as the one they leave, and every event is applied by the serving
+//! generation of its time exactly once (which is what lets projectors skip side effects while
+//! `ViewTx::replaying`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, StreamExt};
+use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Target, ViewDb};
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::registry::{Generation, GenerationState};
+use crate::runtime::{Projector, RuntimeOptions};
+
+/// Events a rebuild's reader asks for per page (the log reads fastest in large pages).
+const SCAN_PAGE: usize = 5000;
+/// Most events one chunk of a serving reader holds (one page of the subscription).
+const FOLLOW_CHUNK: usize = 1000;
+/// Chunks read ahead of the writer: a rebuild's batch is several pages.
+const READ_AHEAD: usize = 8;
+/// How long a rebuild's reader waits before looking again at the log's end.
+const END_RECHECK: Duration = Duration::from_millis(50);
+
+/// Why a runner stopped.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// Shutdown was asked for; the last batch committed.
+    Shutdown,
+    /// The generation is no longer in the state it ran in (switched away, or a rebuild
+    /// cancelled).
+    Retired,
+    /// The lease's connection died: another instance may hold it now.
+    LeaseLost,
+    /// The rebuilt generation now serves; the one it replaced is returned for dropping.
+    Switched { retired: Option<Box<Generation>> },
+    /// Asked to stop at the log's end, and there.
+    Idle,
+}
+
+/// What one committed batch did, for progress reports.
+#[derive(Clone, Debug)]
+pub(crate) struct Committed {
+    /// The generation's checkpoint after the batch.
+    pub(crate) checkpoint: Checkpoint,
+    /// Events the checkpoint covers in all.
+    pub(crate) events: u64,
+    /// Events in the batch.
+    pub(crate) batch: u64,
+    /// When the log recorded the batch's last event.
+    pub(crate) last_recorded_at: Option<DateTime<Utc>>,
+    /// Where a rebuild will switch: the serving generation's event count when the batch was cut.
+    pub(crate) target_events: Option<u64>,
+    /// The batch's events' commit times, for the lag histogram.
+    pub(crate) recorded: Vec<DateTime<Utc>>,
+}
+
+/// What the reader task hands the writer.
+enum Feed {
+    Events(Vec<RecordedEvent>),
+    /// The log's readable end was reached (rebuild readers only).
+    AtEnd,
+}
+
+/// Aborts the reader task when the runner stops.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs one generation. Borrowed pieces of the runtime (or of a one-off rebuild).
+pub(crate) struct Runner<'a> {
+    pub(crate) db: &'a ViewDb,
+    pub(crate) store: &'a EventStore,
+    pub(crate) projector: &'a dyn Projector,
+    pub(crate) options: &'a RuntimeOptions,
+    pub(crate) shutdown: &'a CancellationToken,
+}
+
+impl Runner<'_> {
+    /// Applies the log to `generation` (active: follow it live; building: read it in large
+    /// pages and switch on reaching the serving generation) until a [`Stop`] or an error. With
+    /// `until_idle`, an active generation read by pages stops at the log's end.
+    pub(crate) async fn run(
+        &self,
+        generation: &Generation,
+        lease: &mut Lease,
+        until_idle: bool,
+        on_commit: &(dyn Fn(&Committed) + Send + Sync),
+    ) -> Result<Stop> {
+        let building = generation.state == GenerationState::Building;
+        let scan = building || until_idle;
+        let batch_size = if scan {
+            self.options.rebuild_batch_size
+        } else {
+            self.options.batch_size
+        }
+        .max(1);
+        let target = Target {
+            suffix: generation.suffix.clone(),
+            replaying: building,
+        };
+        let mut at = generation.checkpoint;
+        let mut events = generation.events;
+
+        let (sender, mut feed) = mpsc::channel(READ_AHEAD);
+        let store = self.store.clone();
+        let _reader = AbortOnDrop(tokio::spawn(if scan {
+            scan_log(store, at, sender).boxed()
+        } else {
+            follow_log(store, at, sender).boxed()
+        }));
+
+        // Events read but not applied yet: a chunk can be larger than a batch.
+        let mut buffer: Vec<RecordedEvent> = Vec::new();
+        let mut end_seen = false;
+        let mut failed: Option<Error> = None;
+        loop {
+            if buffer.is_empty() && !end_seen && failed.is_none() {
+                let next = tokio::select! {
+                    biased;
+                    () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    next = feed.recv() => next,
+                };
+                receive(next, &mut buffer, &mut end_seen, &mut failed);
+            } else if self.shutdown.is_cancelled() {
+                return Ok(Stop::Shutdown);
+            }
+            // Take what is already read, without waiting: a quiet log commits each event at
+            // once, a busy one (or a rebuild) in large batches.
+            while buffer.len() < batch_size && !end_seen && failed.is_none() {
+                match feed.try_recv() {
+                    Ok(next) => receive(Some(next), &mut buffer, &mut end_seen, &mut failed),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        receive(None, &mut buffer, &mut end_seen, &mut failed);
+                    }
+                }
+            }
+            let batch: Vec<RecordedEvent> = buffer.drain(..buffer.len().min(batch_size)).collect();
+            // The end counts once everything read before it is applied.
+            let at_end = end_seen && buffer.is_empty();
+            if at_end {
+                end_seen = false;
+            }
+            if !lease.holds().await {
+                return Ok(Stop::LeaseLost);
+            }
+            if !batch.is_empty() || (building && at_end) {
+                let outcome = if building {
+                    self.commit_building(generation, &target, at, &batch, at_end)
+                        .await?
+                } else {
+                    self.commit_active(generation, &target, at, &batch).await?
+                };
+                let (mut committed, switched) = match outcome {
+                    Outcome::Retired => return Ok(Stop::Retired),
+                    Outcome::Committed(committed) => (committed, None),
+                    Outcome::Switched(committed, retired) => (committed, Some(retired)),
+                };
+                if committed.batch > 0 {
+                    events += committed.batch;
+                    committed.events = events;
+                    at = committed.checkpoint;
+                    on_commit(&committed);
+                }
+                if let Some(retired) = switched {
+                    return Ok(Stop::Switched { retired });
+                }
+            }
+            if buffer.is_empty()
+                && let Some(error) = failed.take()
+            {
+                return Err(error);
+            }
+            if at_end && until_idle && !building {
+                return Ok(Stop::Idle);
+            }
+        }
+    }
+
+    /// Applies a batch to the serving generation and moves its checkpoint.
+    async fn commit_active(
+        &self,
+        generation: &Generation,
+        target: &Target,
+        from: Checkpoint,
+        batch: &[RecordedEvent],
+    ) -> Result<Outcome> {
+        let name = self.projector.name();
+        let to = batch.last().map_or(from, RecordedEvent::checkpoint);
+        let mut tx = self.db.begin().await?;
+        tx.set_target(target.clone());
+        let last_recorded_at = batch.last().map(|e| e.metadata.recorded_at);
+        if !tx
+            .advance(
+                name,
+                generation.generation,
+                GenerationState::Active,
+                from,
+                to,
+                batch.len() as u64,
+                last_recorded_at,
+            )
+            .await?
+        {
+            drop(tx);
+            return self.why_not_moved(generation).await;
+        }
+        self.projector.apply_batch(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(Outcome::Committed(committed(to, batch, None)))
+    }
+
+    /// Applies the part of a batch up to the serving generation's checkpoint to a rebuilding
+    /// generation; switches the two when the rebuild reaches that checkpoint exactly.
+    async fn commit_building(
+        &self,
+        generation: &Generation,
+        target: &Target,
+        from: Checkpoint,
+        batch: &[RecordedEvent],
+        at_end: bool,
+    ) -> Result<Outcome> {
+        let name = self.projector.name();
+        let mut tx = self.db.begin().await?;
+        tx.set_target(target.clone());
+        let mut serving = tx.active_generation(name).await?;
+        let mut take = cut(batch, serving.as_ref());
+        let reached = at_end || take < batch.len() || end_of(batch, take, from) == cap(&serving);
+        if reached {
+            // Lock the serving row, so its runner cannot move on between this check and the
+            // switch, and take whatever it reached meanwhile from the rest of the batch.
+            serving = tx
+                .generation_for_update(name, GenerationState::Active)
+                .await?;
+            take = cut(batch, serving.as_ref());
+        }
+        let to = end_of(batch, take, from);
+        let switch = reached
+            && match &serving {
+                Some(serving) => serving.checkpoint == to,
+                // Nothing serves (dropped by hand): serve from here.
+                None => true,
+            };
+        if take == 0 && !switch {
+            // Nothing to write, no switch: the serving generation is further on, and this
+            // runner has not read that far yet.
+            return Ok(Outcome::Committed(committed(from, &[], None)));
+        }
+        let applied = &batch[..take];
+        if let Some(serving) = &serving
+            && to > serving.checkpoint
+        {
+            return Err(Error::Corrupted(format!(
+                "rebuild of {name} at {to} is past the serving generation at {}",
+                serving.checkpoint
+            )));
+        }
+        if !tx
+            .advance(
+                name,
+                generation.generation,
+                GenerationState::Building,
+                from,
+                to,
+                applied.len() as u64,
+                applied.last().map(|e| e.metadata.recorded_at),
+            )
+            .await?
+        {
+            drop(tx);
+            return self.why_not_moved(generation).await;
+        }
+        self.projector.apply_batch(&mut tx, applied).await?;
+        let target_events = serving.as_ref().map(|s| s.events);
+        if !switch {
+            tx.commit().await?;
+            return Ok(Outcome::Committed(committed(to, applied, target_events)));
+        }
+        if let Some(serving) = &serving {
+            tx.set_state(name, serving.generation, GenerationState::Retired)
+                .await?;
+        }
+        tx.set_state(name, generation.generation, GenerationState::Active)
+            .await?;
+        tx.point_views(self.projector.tables(), &generation.suffix)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(
+            projector = name,
+            generation = generation.generation,
+            version = generation.version,
+            checkpoint = %to,
+            retired = ?serving.as_ref().map(|s| s.generation),
+            "rebuilt generation switched in: it serves reads now"
+        );
+        let retired = serving.map(|mut s| {
+            s.state = GenerationState::Retired;
+            Box::new(s)
+        });
+        Ok(Outcome::Switched(
+            committed(to, applied, target_events),
+            retired,
+        ))
+    }
+
+    /// After a compare-and-set that moved nothing: the generation changed state (stop), or
+    /// its checkpoint moved under this runner (an error; the runner reloads).
+    async fn why_not_moved(&self, generation: &Generation) -> Result<Outcome> {
+        let name = self.projector.name();
+        let current = self.db.current(name).await?;
+        let still = [current.active, current.building]
+            .into_iter()
+            .flatten()
+            .any(|g| g.generation == generation.generation && g.state == generation.state);
+        if still {
+            Err(Error::CheckpointMoved {
+                projector: self.projector.name(),
+                version: generation.version,
+            })
+        } else {
+            Ok(Outcome::Retired)
+        }
+    }
+}
+
+/// Adds what the reader sent to the runner's buffer and flags.
+fn receive(
+    next: Option<jobboard_eventstore::Result<Feed>>,
+    buffer: &mut Vec<RecordedEvent>,
+    end_seen: &mut bool,
+    failed: &mut Option<Error>,
+) {
+    match next {
+        Some(Ok(Feed::Events(chunk))) => buffer.extend(chunk),
+        Some(Ok(Feed::AtEnd)) => *end_seen = true,
+        Some(Err(error)) => *failed = Some(error.into()),
+        None => *failed = Some(Error::Store(jobboard_eventstore::Error::Closed)),
+    }
+}
+
+/// What committing a batch did.
+enum Outcome {
+    Committed(Committed),
+    Switched(Committed, Option<Box<Generation>>),
+    Retired,
+}
+
+fn committed(to: Checkpoint, batch: &[RecordedEvent], target_events: Option<u64>) -> Committed {
+    Committed {
+        checkpoint: to,
+        events: 0,
+        batch: batch.len() as u64,
+        last_recorded_at: batch.last().map(|e| e.metadata.recorded_at),
+        target_events,
+        recorded: batch.iter().map(|e| e.metadata.recorded_at).collect(),
+    }
+}
+
+/// How many events of `batch` lie at or before the serving generation's checkpoint.
+fn cut(batch: &[RecordedEvent], serving: Option<&Generation>) -> usize {
+    match serving {
+        Some(serving) => batch.partition_point(|e| e.checkpoint() <= serving.checkpoint),
+        None => batch.len(),
+    }
+}
+
+/// The checkpoint after the first `take` events of `batch`, starting from `from`.
+fn end_of(batch: &[RecordedEvent], take: usize, from: Checkpoint) -> Checkpoint {
+    take.checked_sub(1)
+        .map_or(from, |last| batch[last].checkpoint())
+}
+
+fn cap(serving: &Option<Generation>) -> Checkpoint {
+    serving
+        .as_ref()
+        .map_or(Checkpoint::START, |serving| serving.checkpoint)
+}
+
+/// A serving reader: the subscription's events in chunks, as they come.
+async fn follow_log(
+    store: EventStore,
+    after: Checkpoint,
+    sender: mpsc::Sender<jobboard_eventstore::Result<Feed>>,
+) {
+    let mut events = Box::pin(store.subscribe(after));
+    loop {
+        let first = match events.next().await {
+            Some(Ok(event)) => event,
+            Some(Err(error)) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+            None => return,
+        };
+        let mut chunk = vec![first];
+        let mut failed = None;
+        // What the subscription has buffered, without waiting: a read cut short here is not
+        // lost, the subscription resumes it on the next poll.
+        while chunk.len() < FOLLOW_CHUNK {
+            match events.next().now_or_never() {
+                Some(Some(Ok(event))) => chunk.push(event),
+                Some(Some(Err(error))) => {
+                    failed = Some(error);
+                    break;
+                }
+                Some(None) | None => break,
+            }
+        }
+        if sender.send(Ok(Feed::Events(chunk))).await.is_err() {
+            return;
+        }
+        if let Some(error) = failed {
+            let _ = sender.send(Err(error)).await;
+            return;
+        }
+    }
+}
+
+/// A rebuild's reader: large pages of `read_all`, and [`Feed::AtEnd`] whenever a page comes back
+/// empty and not held (the readable end of the log, for now); then it looks again shortly.
+async fn scan_log(
+    store: EventStore,
+    mut after: Checkpoint,
+    sender: mpsc::Sender<jobboard_eventstore::Result<Feed>>,
+) {
+    let mut wait = Duration::from_millis(5);
+    loop {
+        let page = match store.read_all(after, SCAN_PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _ = sender.send(Err(error)).await;
+                return;
+            }
+        };
+        if let Some(last) = page.events.last() {
+            after = last.checkpoint();
+            wait = Duration::from_millis(5);
+            if sender.send(Ok(Feed::Events(page.events))).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if page.held {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(END_RECHECK);
+            continue;
+        }
+        if sender.send(Ok(Feed::AtEnd)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(END_RECHECK).await;
+    }
+}
