@@ -112,8 +112,23 @@ impl AdminService for Admin {
                 .first()
                 .map_or(0, |r| r.log_events);
             let projection = search_projection(&after, log_events);
+            // The runner starts the new generation on its next turn: until it reports it, the
+            // answer describes the generation it is about to build.
+            let generation = projection
+                .rebuild
+                .unwrap_or_else(|| pb::ProjectionGeneration {
+                    generation: after.generation + 1,
+                    version: search::VERSION,
+                    state: pb::GenerationState::Building as i32,
+                    checkpoint: Some(convert::to_log_position(Default::default())),
+                    events: 0,
+                    lag_events: after.events,
+                    target_events: after.events,
+                    lease_held: after.running,
+                    ..pb::ProjectionGeneration::default()
+                });
             return Ok(Response::new(pb::RebuildProjectionResponse {
-                generation: projection.rebuild.or(projection.serving),
+                generation: Some(generation),
                 created,
             }));
         }

@@ -185,6 +185,9 @@ async fn the_index_rebuilds_beside_itself_while_searches_keep_answering(backend:
         .expect("RebuildProjection")
         .into_inner();
     assert!(asked.created);
+    let building = asked.generation.expect("the generation being built");
+    assert_eq!(building.generation, serving + 1);
+    assert_eq!(building.state, pb::GenerationState::Building as i32);
 
     // Searches answer all along, with every posting; the rebuilt generation takes over.
     poll("the rebuilt index serves", || {
