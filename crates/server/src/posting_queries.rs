@@ -144,16 +144,7 @@ impl PostingQueryService for PostingQueries {
     ) -> Result<Response<pb::GetPostingResponse>, Status> {
         let scope = scope(caller_of(&request)?).map_err(to_status)?;
         let (metadata, _, request) = request.into_parts();
-        let mut violations = Violations::default();
-        let posting_id =
-            convert::posting_id("posting_id", &request.posting_id, true, &mut violations);
-        violations.finish().map_err(to_status)?;
-        let Some(posting_id) = posting_id else {
-            return Err(to_status(Failure::invalid_field(
-                "posting_id",
-                "must be set",
-            )));
-        };
+        let posting_id = required_posting_id(&request.posting_id)?;
         self.wait(&metadata, request.min_position).await?;
         let row = self.visible(scope, posting_id).await?;
         Ok(Response::new(pb::GetPostingResponse {
@@ -268,16 +259,7 @@ impl PostingQueryService for PostingQueries {
     ) -> Result<Response<pb::ListDraftVersionsResponse>, Status> {
         let scope = scope(caller_of(&request)?).map_err(to_status)?;
         let (metadata, _, request) = request.into_parts();
-        let mut violations = Violations::default();
-        let posting_id =
-            convert::posting_id("posting_id", &request.posting_id, true, &mut violations);
-        violations.finish().map_err(to_status)?;
-        let Some(posting_id) = posting_id else {
-            return Err(to_status(Failure::invalid_field(
-                "posting_id",
-                "must be set",
-            )));
-        };
+        let posting_id = required_posting_id(&request.posting_id)?;
         self.wait(&metadata, request.min_position).await?;
         self.visible(scope, posting_id).await?;
         let versions = self
@@ -292,6 +274,15 @@ impl PostingQueryService for PostingQueries {
                 .collect(),
         }))
     }
+}
+
+/// The `posting_id` a query names, which must be a uuid (INVALID_ARGUMENT otherwise).
+fn required_posting_id(text: &str) -> Result<PostingId, Status> {
+    let mut violations = Violations::default();
+    let posting_id = convert::posting_id("posting_id", text, true, &mut violations);
+    violations.finish().map_err(to_status)?;
+    // `convert::posting_id` records a violation whenever it answers `None`.
+    posting_id.ok_or_else(|| to_status(Failure::invalid_field("posting_id", "must be set")))
 }
 
 /// A review-queue page token: the last row's request time (µs) and posting id.

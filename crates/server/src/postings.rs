@@ -9,9 +9,9 @@ use jobboard_app::{CommandContext, CommandOutcome, PostingCommands};
 use jobboard_domain::PostingCommand;
 use jobboard_domain::posting::{
     ApproveModification, ApprovePosting, CancelPosting, CreateDraft, DiscardDraft,
-    DiscardModification, OrganisationId, PostingContent, PostingId, RequestModification,
-    RequestWithdrawal, ReturnModification, ReturnPosting, SaveDraft, StopRecruiting,
-    SubmitForReview,
+    DiscardModification, FieldViolation as DomainViolation, OrganisationId, PostingContent,
+    PostingId, RequestModification, RequestWithdrawal, ReturnModification, ReturnPosting,
+    SaveDraft, StopRecruiting, SubmitForReview,
 };
 use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::postings_service_server::PostingsService;
@@ -46,6 +46,27 @@ impl PostingsApi {
         let outcome = self
             .execute(&parsed.ctx, parsed.posting_id, command)
             .await?;
+        Ok(result(&outcome))
+    }
+
+    /// Runs the command `make` builds from the request's `content`, which `checks` validate (see
+    /// [`with_content_checks`]).
+    async fn run_with_content<T: OnPosting, C: Into<PostingCommand>>(
+        &self,
+        request: &Request<T>,
+        content: Option<pb::PostingContent>,
+        checks: fn(&PostingContent) -> Vec<DomainViolation>,
+        make: impl FnOnce(PostingContent) -> C,
+    ) -> Result<Option<pb::CommandResult>, Status> {
+        let Parsed {
+            ctx,
+            posting_id,
+            mut violations,
+        } = parse(request)?;
+        let content = convert::content(content, &mut violations);
+        with_content_checks(&content, checks, &mut violations);
+        violations.finish().map_err(to_status)?;
+        let outcome = self.execute(&ctx, posting_id, make(content)).await?;
         Ok(result(&outcome))
     }
 
@@ -146,12 +167,16 @@ fn parse<T: OnPosting>(request: &Request<T>) -> Result<Parsed, Status> {
     })
 }
 
-/// Adds the domain's own draft checks to a request that is already refused, so it lists every
-/// problem at once. A request the edge accepts leaves them to the aggregate, which looks at the
-/// posting's state first (saving while pending review is R-POST-3, whatever the content).
-fn with_draft_checks(content: &PostingContent, violations: &mut Violations) {
+/// Adds the domain's own content `checks` to a request that is already refused, so it lists
+/// every problem at once. A request the edge accepts leaves them to the aggregate, which looks at
+/// the posting's state first (saving while pending review is R-POST-3, whatever the content).
+fn with_content_checks(
+    content: &PostingContent,
+    checks: fn(&PostingContent) -> Vec<DomainViolation>,
+    violations: &mut Violations,
+) {
     if !violations.is_empty() {
-        violations.extend(content.draft_violations());
+        violations.extend(checks(content));
     }
 }
 
@@ -183,7 +208,7 @@ impl PostingsService for PostingsApi {
             convert::posting_id("posting_id", &request.posting_id, false, &mut violations);
         let language = convert::language(request.language, &mut violations);
         let content = convert::content(request.content, &mut violations);
-        with_draft_checks(&content, &mut violations);
+        with_content_checks(&content, PostingContent::draft_violations, &mut violations);
         violations.finish().map_err(to_status)?;
         let command = CreateDraft {
             // The command layer sets both: the posting id it settles on (given or generated) and
@@ -205,20 +230,12 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::SaveDraftRequest>,
     ) -> Result<Response<pb::SaveDraftResponse>, Status> {
-        let Parsed {
-            ctx,
-            posting_id,
-            mut violations,
-        } = parse(&request)?;
-        let content = convert::content(request.into_inner().content, &mut violations);
-        with_draft_checks(&content, &mut violations);
-        violations.finish().map_err(to_status)?;
-        let outcome = self
-            .execute(&ctx, posting_id, SaveDraft { content })
+        let content = request.get_ref().content.clone();
+        let checks = PostingContent::draft_violations;
+        let result = self
+            .run_with_content(&request, content, checks, |content| SaveDraft { content })
             .await?;
-        Ok(Response::new(pb::SaveDraftResponse {
-            result: result(&outcome),
-        }))
+        Ok(Response::new(pb::SaveDraftResponse { result }))
     }
 
     async fn discard_draft(
@@ -275,22 +292,15 @@ impl PostingsService for PostingsApi {
         &self,
         request: Request<pb::RequestModificationRequest>,
     ) -> Result<Response<pb::RequestModificationResponse>, Status> {
-        let Parsed {
-            ctx,
-            posting_id,
-            mut violations,
-        } = parse(&request)?;
-        let content = convert::content(request.into_inner().content, &mut violations);
-        if !violations.is_empty() {
-            violations.extend(content.submission_violations());
-        }
-        violations.finish().map_err(to_status)?;
-        let outcome = self
-            .execute(&ctx, posting_id, RequestModification { content })
+        let content = request.get_ref().content.clone();
+        // A modification is reviewed like a registration: complete content (R-POST-5).
+        let checks = PostingContent::submission_violations;
+        let result = self
+            .run_with_content(&request, content, checks, |content| RequestModification {
+                content,
+            })
             .await?;
-        Ok(Response::new(pb::RequestModificationResponse {
-            result: result(&outcome),
-        }))
+        Ok(Response::new(pb::RequestModificationResponse { result }))
     }
 
     async fn return_modification(

@@ -25,37 +25,35 @@ impl Posting {
         now: DateTime<Utc>,
     ) -> Result<PostingEvent, PostingError> {
         use PostingCommand as C;
-        let s = match (&self.state, command) {
-            (None, C::CreateDraft(create)) => return create_draft(create),
-            (Some(_), C::CreateDraft(_)) => return Err(PostingError::AlreadyExists),
-            (None, _) => return Err(PostingError::NotFound),
-            (Some(s), command) => (s, command),
+        let Some(s) = &self.state else {
+            return match command {
+                C::CreateDraft(create) => create_draft(create),
+                _ => Err(PostingError::NotFound),
+            };
         };
-        match s {
-            (s, C::SaveDraft(SaveDraft { content })) => s.save_draft(content),
-            (s, C::DiscardDraft(_)) => s.discard_draft(),
-            (s, C::SubmitForReview(_)) => s.submit_for_review(),
-            (s, C::ReturnPosting(ReturnPosting { reasons })) => s.return_posting(reasons),
-            (s, C::ApprovePosting(ApprovePosting { publish_date })) => s.approve(publish_date, now),
-            (s, C::PublishPosting(_)) => s.publish(now),
-            (s, C::RequestWithdrawal(_)) => s.request_withdrawal(now),
-            (s, C::CompleteWithdrawal(_)) => s.complete_withdrawal(now),
-            (s, C::RequestModification(RequestModification { content })) => {
+        match command {
+            C::CreateDraft(_) => Err(PostingError::AlreadyExists),
+            C::SaveDraft(SaveDraft { content }) => s.save_draft(content),
+            C::DiscardDraft(_) => s.discard_draft(),
+            C::SubmitForReview(_) => s.submit_for_review(),
+            C::ReturnPosting(ReturnPosting { reasons }) => s.return_posting(reasons),
+            C::ApprovePosting(ApprovePosting { publish_date }) => s.approve(publish_date, now),
+            C::PublishPosting(_) => s.publish(now),
+            C::RequestWithdrawal(_) => s.request_withdrawal(now),
+            C::CompleteWithdrawal(_) => s.complete_withdrawal(now),
+            C::RequestModification(RequestModification { content }) => {
                 s.request_modification(content, now)
             }
-            (s, C::ReturnModification(ReturnModification { reasons })) => {
-                s.return_modification(reasons)
-            }
-            (s, C::ApproveModification(ApproveModification { publish_date })) => {
+            C::ReturnModification(ReturnModification { reasons }) => s.return_modification(reasons),
+            C::ApproveModification(ApproveModification { publish_date }) => {
                 s.approve_modification(publish_date, now)
             }
-            (s, C::PublishModification(_)) => s.publish_modification(now),
-            (s, C::DiscardModification(_)) => s.discard_modification(),
-            (s, C::LockModifications(_)) => s.lock_modifications(now),
-            (s, C::StopRecruiting(_)) => s.stop_recruiting(now),
-            (s, C::CancelPosting(_)) => s.cancel(now),
-            (s, C::ExpirePosting(_)) => s.expire(now),
-            (_, C::CreateDraft(_)) => unreachable!("matched above"),
+            C::PublishModification(_) => s.publish_modification(now),
+            C::DiscardModification(_) => s.discard_modification(),
+            C::LockModifications(_) => s.lock_modifications(now),
+            C::StopRecruiting(_) => s.stop_recruiting(now),
+            C::CancelPosting(_) => s.cancel(now),
+            C::ExpirePosting(_) => s.expire(now),
         }
     }
 }
