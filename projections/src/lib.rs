@@ -73,8 +73,8 @@ pub use error::{Error, Result};
 pub use rebuild::{RebuildOutcome, RebuildProgress, rebuild};
 pub use registry::{Current, Generation, GenerationState};
 pub use runtime::{
-    LocalRebuild, ProjectionRuntime, Projector, ProjectorStatus, Role, RuntimeOptions,
-    instance_name,
+    LocalRebuild, Prepared, Preparer, ProjectionRuntime, Projector, ProjectorStatus, Role,
+    RuntimeOptions, instance_name,
 };
 pub use status::{
     GenerationReport, LIVE_LAG_EVENTS, LogCounter, ProjectionReport, ProjectionState, report,

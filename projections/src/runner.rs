@@ -1,10 +1,12 @@
 //! [`Runner`]: applies the log to one generation of a projector's view, batch by batch, each
 //! batch committed in one transaction with the generation's checkpoint.
 //!
-//! A reader task reads ahead of the writer (the log is read and decoded on one core while the
-//! batch before is folded and written on the other): while serving it follows the log through
-//! `EventStore::subscribe` (woken by commits, no polling); while rebuilding it reads large pages
-//! with `read_all` and says when it has reached the log's readable end.
+//! The work is a pipeline of three tasks, so that reading, decoding and writing overlap instead
+//! of taking turns: a reader task reads ahead of the writer (while serving it follows the log
+//! through `EventStore::subscribe`, woken by commits, no polling; while rebuilding it reads large
+//! pages with `read_all` and says when it has reached the log's readable end); a preparing task,
+//! if the projector has a `Projector::preparer`, decodes each event for it; and the runner
+//! folds and writes each batch while the next is read and prepared.
 //!
 //! A rebuilding generation never passes the serving generation's checkpoint: each batch is cut at
 //! it, and the batch that reaches it exactly switches the two in the same transaction (the
@@ -26,7 +28,7 @@ use crate::db::{Target, ViewDb};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::registry::{Generation, GenerationState};
-use crate::runtime::{Projector, RuntimeOptions};
+use crate::runtime::{Prepared, Preparer, Projector, RuntimeOptions};
 
 /// Events a rebuild's reader asks for per page (the log reads fastest in large pages).
 const SCAN_PAGE: usize = 5000;
@@ -72,7 +74,8 @@ pub(crate) struct Committed {
 
 /// What the reader task hands the writer.
 enum Feed {
-    Events(Vec<RecordedEvent>),
+    /// Events in log order, each with what the projector's preparer made of it.
+    Events(Vec<RecordedEvent>, Vec<Option<Prepared>>),
     /// The log's readable end was reached (rebuild readers only).
     AtEnd,
 }
@@ -128,36 +131,44 @@ impl Runner<'_> {
         } else {
             follow_log(store, at, sender).boxed()
         }));
+        // With a preparer, a stage of its own between reader and writer: the reader reads the
+        // next page meanwhile.
+        let _preparer = self.projector.preparer().map(|preparer| {
+            let (prepared, receiver) = mpsc::channel(READ_AHEAD);
+            let read = std::mem::replace(&mut feed, receiver);
+            AbortOnDrop(tokio::spawn(prepare_feed(read, preparer, prepared)))
+        });
 
-        // Events read but not applied yet: a chunk can be larger than a batch.
-        let mut buffer: Vec<RecordedEvent> = Vec::new();
+        // Events read but not applied yet (a chunk can be larger than a batch), and what the
+        // preparer made of each.
+        let mut buffer = Buffer::default();
         let mut end_seen = false;
         let mut failed: Option<Error> = None;
         loop {
-            if buffer.is_empty() && !end_seen && failed.is_none() {
+            if buffer.events.is_empty() && !end_seen && failed.is_none() {
                 let next = tokio::select! {
                     biased;
                     () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
                     next = feed.recv() => next,
                 };
-                receive(next, &mut buffer, &mut end_seen, &mut failed);
+                buffer.receive(next, &mut end_seen, &mut failed);
             } else if self.shutdown.is_cancelled() {
                 return Ok(Stop::Shutdown);
             }
             // Take what is already read, without waiting: a quiet log commits each event at
             // once, a busy one (or a rebuild) in large batches.
-            while buffer.len() < batch_size && !end_seen && failed.is_none() {
+            while buffer.events.len() < batch_size && !end_seen && failed.is_none() {
                 match feed.try_recv() {
-                    Ok(next) => receive(Some(next), &mut buffer, &mut end_seen, &mut failed),
+                    Ok(next) => buffer.receive(Some(next), &mut end_seen, &mut failed),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
-                        receive(None, &mut buffer, &mut end_seen, &mut failed);
+                        buffer.receive(None, &mut end_seen, &mut failed);
                     }
                 }
             }
-            let batch: Vec<RecordedEvent> = buffer.drain(..buffer.len().min(batch_size)).collect();
+            let (batch, prepared) = buffer.take(batch_size);
             // The end counts once everything read before it is applied.
-            let at_end = end_seen && buffer.is_empty();
+            let at_end = end_seen && buffer.events.is_empty();
             if at_end {
                 end_seen = false;
             }
@@ -166,10 +177,11 @@ impl Runner<'_> {
             }
             if !batch.is_empty() || (building && at_end) {
                 let outcome = if building {
-                    self.commit_building(generation, &target, at, &batch, at_end)
+                    self.commit_building(generation, &target, at, &batch, prepared, at_end)
                         .await?
                 } else {
-                    self.commit_active(generation, &target, at, &batch).await?
+                    self.commit_active(generation, &target, at, &batch, prepared)
+                        .await?
                 };
                 let (mut committed, switched) = match outcome {
                     Outcome::Retired => return Ok(Stop::Retired),
@@ -186,7 +198,7 @@ impl Runner<'_> {
                     return Ok(Stop::Switched { retired });
                 }
             }
-            if buffer.is_empty()
+            if buffer.events.is_empty()
                 && let Some(error) = failed.take()
             {
                 return Err(error);
@@ -204,6 +216,7 @@ impl Runner<'_> {
         target: &Target,
         from: Checkpoint,
         batch: &[RecordedEvent],
+        prepared: Vec<Option<Prepared>>,
     ) -> Result<Outcome> {
         let name = self.projector.name();
         let to = batch.last().map_or(from, RecordedEvent::checkpoint);
@@ -225,7 +238,9 @@ impl Runner<'_> {
             drop(tx);
             return self.why_not_moved(generation).await;
         }
-        self.projector.apply_batch(&mut tx, batch).await?;
+        self.projector
+            .apply_prepared(&mut tx, batch, prepared)
+            .await?;
         tx.commit().await?;
         Ok(Outcome::Committed(committed(to, batch, None)))
     }
@@ -238,6 +253,7 @@ impl Runner<'_> {
         target: &Target,
         from: Checkpoint,
         batch: &[RecordedEvent],
+        mut prepared: Vec<Option<Prepared>>,
         at_end: bool,
     ) -> Result<Outcome> {
         let name = self.projector.name();
@@ -290,12 +306,23 @@ impl Runner<'_> {
             drop(tx);
             return self.why_not_moved(generation).await;
         }
-        self.projector.apply_batch(&mut tx, applied).await?;
+        prepared.truncate(take);
+        self.projector
+            .apply_prepared(&mut tx, applied, prepared)
+            .await?;
         let target_events = serving.as_ref().map(|s| s.events);
         if !switch {
             tx.commit().await?;
             return Ok(Outcome::Committed(committed(to, applied, target_events)));
         }
+        // Serving from here: what setup leaves out of a rebuild (indexes only readers need) is
+        // built now, in bulk, in the switching transaction, so reads never meet a generation
+        // without them. The serving row stays locked meanwhile; its runner waits that long.
+        tx.set_target(Target {
+            replaying: false,
+            ..target.clone()
+        });
+        self.projector.setup(&mut tx).await?;
         if let Some(serving) = &serving {
             tx.set_state(name, serving.generation, GenerationState::Retired)
                 .await?;
@@ -343,19 +370,66 @@ impl Runner<'_> {
     }
 }
 
-/// Adds what the reader sent to the runner's buffer and flags.
-fn receive(
-    next: Option<jobboard_eventstore::Result<Feed>>,
-    buffer: &mut Vec<RecordedEvent>,
-    end_seen: &mut bool,
-    failed: &mut Option<Error>,
-) {
-    match next {
-        Some(Ok(Feed::Events(chunk))) => buffer.extend(chunk),
-        Some(Ok(Feed::AtEnd)) => *end_seen = true,
-        Some(Err(error)) => *failed = Some(error.into()),
-        None => *failed = Some(Error::Store(jobboard_eventstore::Error::Closed)),
+/// Events read and not applied yet, each with what the preparer made of it.
+#[derive(Default)]
+struct Buffer {
+    events: Vec<RecordedEvent>,
+    prepared: Vec<Option<Prepared>>,
+}
+
+impl Buffer {
+    /// Adds what the reader sent, and sets the runner's flags.
+    fn receive(
+        &mut self,
+        next: Option<jobboard_eventstore::Result<Feed>>,
+        end_seen: &mut bool,
+        failed: &mut Option<Error>,
+    ) {
+        match next {
+            Some(Ok(Feed::Events(events, prepared))) => {
+                self.events.extend(events);
+                self.prepared.extend(prepared);
+            }
+            Some(Ok(Feed::AtEnd)) => *end_seen = true,
+            Some(Err(error)) => *failed = Some(error.into()),
+            None => *failed = Some(Error::Store(jobboard_eventstore::Error::Closed)),
+        }
     }
+
+    /// The first `n` events (or all there are) and what was prepared of them.
+    fn take(&mut self, n: usize) -> (Vec<RecordedEvent>, Vec<Option<Prepared>>) {
+        let n = n.min(self.events.len());
+        (
+            self.events.drain(..n).collect(),
+            self.prepared.drain(..n).collect(),
+        )
+    }
+}
+
+/// Puts each event the reader sends through `preparer`, and passes it on.
+async fn prepare_feed(
+    mut read: mpsc::Receiver<jobboard_eventstore::Result<Feed>>,
+    preparer: Preparer,
+    sender: mpsc::Sender<jobboard_eventstore::Result<Feed>>,
+) {
+    while let Some(next) = read.recv().await {
+        let next = match next {
+            Ok(Feed::Events(events, _)) => {
+                let prepared = events.iter().map(|event| preparer(event)).collect();
+                Ok(Feed::Events(events, prepared))
+            }
+            other => other,
+        };
+        if sender.send(next).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Events as read, with nothing prepared yet.
+fn unprepared(events: Vec<RecordedEvent>) -> Feed {
+    let prepared = events.iter().map(|_| None).collect();
+    Feed::Events(events, prepared)
 }
 
 /// What committing a batch did.
@@ -426,7 +500,7 @@ async fn follow_log(
                 Some(None) | None => break,
             }
         }
-        if sender.send(Ok(Feed::Events(chunk))).await.is_err() {
+        if sender.send(Ok(unprepared(chunk))).await.is_err() {
             return;
         }
         if let Some(error) = failed {
@@ -455,7 +529,7 @@ async fn scan_log(
         if let Some(last) = page.events.last() {
             after = last.checkpoint();
             wait = Duration::from_millis(5);
-            if sender.send(Ok(Feed::Events(page.events))).await.is_err() {
+            if sender.send(Ok(unprepared(page.events))).await.is_err() {
                 return;
             }
             continue;

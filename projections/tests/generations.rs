@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
 use jobboard_projections::postings::{self, PostingsProjector, PostingsView};
 use jobboard_projections::{
-    Error, GenerationState, Projector, Result, Role, RuntimeOptions, ViewDb, ViewTx,
+    Backend, Error, GenerationState, Projector, Result, Role, RuntimeOptions, ViewDb, ViewTx,
 };
 use sqlx::AssertSqlSafe;
 use support::{
@@ -165,6 +165,29 @@ async fn rows_in(db: &ViewDb, table: &str) -> Option<i64> {
         .map(|row| row.get("n").unwrap())
 }
 
+/// The secondary indexes (the primary key's left out) on `table`, sorted.
+async fn secondary_indexes(db: &ViewDb, table: &str) -> Vec<String> {
+    let sql = match db.backend() {
+        Backend::Postgres => {
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = $1 \
+             AND schemaname = current_schema() AND indexname NOT LIKE '%_pkey'"
+        }
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 \
+             AND name NOT LIKE 'sqlite_autoindex_%'"
+        }
+    };
+    let mut names: Vec<String> = db
+        .fetch_all(sql, &[table.into()])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get("name").unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Appends `n` postings' worth of history (three events each, one per append).
 async fn history(store: &EventStore, from: u128, n: u128) -> Checkpoint {
     let mut last = Checkpoint::START;
@@ -235,6 +258,11 @@ async fn reads_answer_from_the_serving_view_during_a_rebuild_and_switch_when_it_
         (1..12).contains(&partial),
         "the new generation is half-built ({partial} rows)"
     );
+    assert_eq!(
+        secondary_indexes(&db, &new_table).await,
+        Vec::<String>::new(),
+        "a rebuilding generation is written without the indexes only readers need"
+    );
     // Reads answer from the serving generation, complete, and keep following the log.
     assert_eq!(all_postings(&view).await, before);
     let status = runtime.status()[0].clone();
@@ -267,6 +295,13 @@ async fn reads_answer_from_the_serving_view_during_a_rebuild_and_switch_when_it_
             .is_some_and(|g| g.generation == building.generation)
     })
     .await;
+    let built = secondary_indexes(&db, &new_table).await;
+    assert_eq!(
+        built,
+        ["by_created", "by_organisation", "by_status", "review_queue"]
+            .map(|index| format!("{new_table}_{index}")),
+        "the switch built the indexes readers need"
+    );
     let after = all_postings(&view).await;
     assert_eq!(after.len(), 13);
     assert_eq!(

@@ -748,7 +748,8 @@ async fn rebuild_builds_a_new_generation_beside_the_serving_one_and_switches(kin
         .ok();
     assert!(
         run.stdout.contains(&format!(
-            "postings: generation 1 (v2) serves, {events} events"
+            "postings: generation 1 (v{}) serves, {events} events",
+            postings::VERSION
         )),
         "{}",
         run.stdout
@@ -760,7 +761,8 @@ async fn rebuild_builds_a_new_generation_beside_the_serving_one_and_switches(kin
         .ok();
     assert!(
         run.stdout.contains(&format!(
-            "postings: generation 2 (v2) serves, {events} events"
+            "postings: generation 2 (v{}) serves, {events} events",
+            postings::VERSION
         )),
         "{}",
         run.stdout

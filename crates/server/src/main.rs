@@ -16,6 +16,11 @@ use jobboard_eventstore::{
 };
 use serde_json::json;
 
+/// mimalloc, not glibc's malloc: the runtime hands events from reading to preparing to writing
+/// tasks, and glibc frees memory allocated on another thread slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "jobboard",

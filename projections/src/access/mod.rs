@@ -32,18 +32,25 @@ const DAILY: &str = "access_daily";
 const TOTALS: &str = "access_totals";
 const TABLES: &[&str] = &[DAILY, TOTALS];
 
-/// The tables of one generation: `d` the daily counts, `t` the totals.
-fn ddl(backend: Backend, d: &str, t: &str) -> String {
+/// The tables of one generation: `d` the daily counts, `t` the totals. The ranking indexes serve
+/// readers only, so a rebuild (`with_indexes` false) builds them when it switches in.
+fn ddl(backend: Backend, d: &str, t: &str, with_indexes: bool) -> String {
     let (day, count, text) = match backend {
         Backend::Sqlite => ("TEXT", "INTEGER", "TEXT"),
         Backend::Postgres => ("DATE", "BIGINT", r#"TEXT COLLATE "C""#),
     };
-    format!(
+    let tables = format!(
         "CREATE TABLE IF NOT EXISTS {d} (
             posting_id {text} NOT NULL, day {day} NOT NULL, views {count} NOT NULL,
             PRIMARY KEY (posting_id, day));
         CREATE TABLE IF NOT EXISTS {t} (
-            posting_id {text} PRIMARY KEY, organisation_id {text}, total {count} NOT NULL);
+            posting_id {text} PRIMARY KEY, organisation_id {text}, total {count} NOT NULL);"
+    );
+    if !with_indexes {
+        return tables;
+    }
+    format!(
+        "{tables}
         CREATE INDEX IF NOT EXISTS {t}_ranking ON {t} (total DESC, posting_id);
         CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, total DESC, posting_id);"
     )
@@ -74,7 +81,12 @@ impl Projector for AccessCountsProjector {
     }
 
     async fn setup(&self, tx: &mut ViewTx) -> Result<()> {
-        let ddl = ddl(tx.backend(), &tx.table(DAILY), &tx.table(TOTALS));
+        let ddl = ddl(
+            tx.backend(),
+            &tx.table(DAILY),
+            &tx.table(TOTALS),
+            !tx.replaying(),
+        );
         tx.execute_script(AssertSqlSafe(ddl)).await
     }
 

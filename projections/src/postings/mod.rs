@@ -1,9 +1,9 @@
 //! The postings view: one row per posting with its current state, backing GetPosting and
 //! ListPostings.
 //!
-//! [`PostingsProjector`] (`postings` v2) keeps the table `postings` from the posting events,
+//! [`PostingsProjector`] (`postings` v3) keeps the table `postings` from the posting events,
 //! and `posting_drafts` with every saved draft version (R-POST-2), one pair per generation
-//! (`postings_v2_g1`, …); [`PostingsView`] reads the plain names, database views of the serving
+//! (`postings_v3_g1`, …); [`PostingsView`] reads the plain names, database views of the serving
 //! generation's tables. The row is what the posting aggregate would fold to, plus the stream
 //! version and the times the log recorded, so queries never load a stream.
 
@@ -21,8 +21,9 @@ pub use self::view::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PostingPage, PostingsView
 
 /// The projector's name, for `ProjectionRuntime::wait_for`.
 pub const PROJECTOR: &str = "postings";
-/// The version of the view's shape; it names the tables.
-pub const VERSION: u32 = 2;
+/// The version of the view's shape; it names the tables. 3: content columns are `json` (kept as
+/// written) rather than `jsonb` (parsed into a tree on every write, printed back on every read).
+pub const VERSION: u32 = 3;
 /// The postings, as readers name them: a view of the serving generation's table.
 macro_rules! table {
     () => {

@@ -14,11 +14,12 @@
 //! never increment them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use jobboard_domain::PostingStatus;
-use jobboard_domain::posting::{ModificationStatus, PostingEvent, PostingId};
+use jobboard_domain::posting::{ModificationStatus, PostingContent, PostingEvent, PostingId};
 use jobboard_eventstore::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
@@ -27,7 +28,7 @@ use sqlx::types::Json;
 use super::{PROJECTOR, VERSION, drafts_table, table};
 use crate::db::{Backend, Param, ViewRow, ViewTx, signed};
 use crate::error::{Error, Result};
-use crate::runtime::Projector;
+use crate::runtime::{Prepared, Preparer, Projector};
 
 /// The stream category of postings (`posting-<uuid>`, cqrs-es' `Posting::TYPE`).
 const STREAM_PREFIX: &str = "posting-";
@@ -69,15 +70,26 @@ const COLUMNS: [&str; 26] = [
 const SQLITE_ROWS_PER_STATEMENT: usize = 500;
 
 /// The tables and indexes of one generation: `{t}` the postings table, `{d}` the drafts table.
-/// Index names carry the table's name, so generations never share one.
-fn ddl(backend: Backend, t: &str, d: &str) -> String {
-    let indexes = format!(
-        "CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, created_at, posting_id);
+/// Index names carry the table's name, so generations never share one. The secondary indexes
+/// serve readers only (applying finds rows by primary key), so a rebuild leaves them out
+/// (`with_indexes` false) and they are built once, in bulk, when the generation switches in.
+fn ddl(backend: Backend, t: &str, d: &str, with_indexes: bool) -> String {
+    let tables = tables_ddl(backend, t, d);
+    if !with_indexes {
+        return tables;
+    }
+    format!(
+        "{tables}
+        CREATE INDEX IF NOT EXISTS {t}_by_organisation ON {t} (organisation_id, created_at, posting_id);
         CREATE INDEX IF NOT EXISTS {t}_by_created ON {t} (created_at, posting_id);
         CREATE INDEX IF NOT EXISTS {t}_by_status ON {t} (status, created_at, posting_id);
         CREATE INDEX IF NOT EXISTS {t}_review_queue ON {t} (review_requested_at, posting_id)
             WHERE review_requested_at IS NOT NULL;"
-    );
+    )
+}
+
+/// The two tables of a generation, with their primary keys (which applying needs).
+fn tables_ddl(backend: Backend, t: &str, d: &str) -> String {
     match backend {
         Backend::Sqlite => format!(
             "CREATE TABLE IF NOT EXISTS {t} (
@@ -114,8 +126,7 @@ fn ddl(backend: Backend, t: &str, d: &str) -> String {
                 content       TEXT    NOT NULL,
                 saved_at      INTEGER NOT NULL,
                 PRIMARY KEY (posting_id, draft_version)
-            );
-            {indexes}"
+            );"
         ),
         // `COLLATE "C"` orders ids by bytes, as SQLite does, and keeps keyset comparisons cheap.
         Backend::Postgres => format!(
@@ -124,7 +135,7 @@ fn ddl(backend: Backend, t: &str, d: &str) -> String {
                 organisation_id         TEXT COLLATE "C" NOT NULL,
                 status                  TEXT        NOT NULL,
                 language                TEXT        NOT NULL,
-                content                 JSONB       NOT NULL,
+                content                 JSON        NOT NULL,
                 draft_version           BIGINT      NOT NULL,
                 version                 BIGINT      NOT NULL,
                 publish_date            DATE,
@@ -132,7 +143,7 @@ fn ddl(backend: Backend, t: &str, d: &str) -> String {
                 published_at            TIMESTAMPTZ,
                 withdrawal_effective_at TIMESTAMPTZ,
                 withdrawn_at            TIMESTAMPTZ,
-                return_reasons          JSONB       NOT NULL,
+                return_reasons          JSON        NOT NULL,
                 created_at              TIMESTAMPTZ NOT NULL,
                 updated_at              TIMESTAMPTZ NOT NULL,
                 reused_from             TEXT,
@@ -142,19 +153,18 @@ fn ddl(backend: Backend, t: &str, d: &str) -> String {
                 ended_at                TIMESTAMPTZ,
                 review_requested_at     TIMESTAMPTZ,
                 modification_status     TEXT,
-                modification_content    JSONB,
+                modification_content    JSON,
                 modification_requested_at TIMESTAMPTZ,
-                modification_return_reasons JSONB,
+                modification_return_reasons JSON,
                 modification_effective_at TIMESTAMPTZ
             );
             CREATE TABLE IF NOT EXISTS {d} (
                 posting_id    TEXT COLLATE "C" NOT NULL,
                 draft_version BIGINT      NOT NULL,
-                content       JSONB       NOT NULL,
+                content       JSON        NOT NULL,
                 saved_at      TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (posting_id, draft_version)
-            );
-            {indexes}"#
+            );"#
         ),
     }
 }
@@ -182,6 +192,7 @@ impl Projector for PostingsProjector {
             tx.backend(),
             &tx.table(table!()),
             &tx.table(drafts_table!()),
+            !tx.replaying(),
         );
         tx.execute_script(AssertSqlSafe(ddl)).await
     }
@@ -197,47 +208,95 @@ impl Projector for PostingsProjector {
                 decoded.push(posting);
             }
         }
-        if decoded.is_empty() {
-            return Ok(());
+        apply_decoded(tx, decoded).await
+    }
+
+    fn preparer(&self) -> Option<Preparer> {
+        Some(Arc::new(|event| {
+            posting_event(event)
+                .transpose()
+                .map(|prepared| Box::new(prepared) as Prepared)
+        }))
+    }
+
+    async fn apply_prepared(
+        &self,
+        tx: &mut ViewTx,
+        events: &[RecordedEvent],
+        prepared: Vec<Option<Prepared>>,
+    ) -> Result<()> {
+        if prepared.len() != events.len() {
+            return self.apply_batch(tx, events).await;
         }
-        let ids: Vec<String> = decoded
-            .iter()
-            .map(|d| d.id.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut rows: HashMap<String, Slot> = load(tx, &ids)
-            .await?
-            .into_iter()
-            .map(|row| {
-                (
-                    row.posting_id.clone(),
-                    Slot {
-                        row: Some(row),
-                        dirty: false,
-                    },
-                )
-            })
-            .collect();
-        let mut drafts = Vec::new();
-        for posting in decoded {
-            let slot = rows.entry(posting.id.clone()).or_insert(Slot {
-                row: None,
-                dirty: false,
-            });
-            if fold(&mut slot.row, &mut drafts, posting)? {
-                slot.dirty = true;
+        let mut decoded = Vec::new();
+        for (event, prepared) in events.iter().zip(prepared) {
+            let Some(prepared) = prepared else {
+                continue;
+            };
+            let posting = match prepared.downcast::<Result<Decoded>>() {
+                Ok(posting) => *posting,
+                // Not this preparer's: decode here.
+                Err(_) => match posting_event(event).transpose() {
+                    Some(posting) => posting,
+                    None => continue,
+                },
+            };
+            decoded.push(posting?);
+        }
+        apply_decoded(tx, decoded).await
+    }
+}
+
+/// Folds the batch's posting events into their rows in memory and writes every row it changed,
+/// and every draft version it saved, once.
+async fn apply_decoded(tx: &mut ViewTx, decoded: Vec<Decoded>) -> Result<()> {
+    if decoded.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = decoded
+        .iter()
+        .map(|d| d.id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows: HashMap<String, Slot> = load(tx, &ids)
+        .await?
+        .into_iter()
+        .map(|row| {
+            (
+                row.posting_id.clone(),
+                Slot {
+                    row: Some(row),
+                    dirty: false,
+                    loaded: true,
+                },
+            )
+        })
+        .collect();
+    let mut drafts = Vec::new();
+    for posting in decoded {
+        let slot = rows.entry(posting.id.clone()).or_insert(Slot {
+            row: None,
+            dirty: false,
+            loaded: false,
+        });
+        if fold(&mut slot.row, &mut drafts, posting)? {
+            slot.dirty = true;
+        }
+    }
+    let (mut inserted, mut updated) = (Vec::new(), Vec::new());
+    for slot in rows.into_values().filter(|slot| slot.dirty) {
+        if let Some(row) = slot.row {
+            if slot.loaded {
+                updated.push(row);
+            } else {
+                inserted.push(row);
             }
         }
-        let changed: Vec<Row> = rows
-            .into_values()
-            .filter(|slot| slot.dirty)
-            .filter_map(|slot| slot.row)
-            .collect();
-        let mut seen = HashSet::new();
-        drafts.retain(|d: &Draft| seen.insert((d.posting_id.clone(), d.draft_version)));
-        write(tx, &changed, &drafts).await
     }
+    let mut seen = HashSet::new();
+    drafts.retain(|d: &Draft| seen.insert((d.posting_id.clone(), d.draft_version)));
+    write(tx, &inserted, &updated, &drafts).await
 }
 
 /// A posting event of the batch, decoded.
@@ -246,12 +305,17 @@ struct Decoded {
     version: i64,
     at: DateTime<Utc>,
     event: PostingEvent,
+    /// The JSON of the content the event carries (drafted, saved, submitted, published or
+    /// requested as a modification), serialised with the decoding: the costly part of a fold.
+    content: Option<String>,
 }
 
 /// A row as loaded, and whether the batch changed it.
 struct Slot {
     row: Option<Row>,
     dirty: bool,
+    /// The row was in the table when the batch began.
+    loaded: bool,
 }
 
 /// The event as this view applies it, or `None` for an event it does not handle.
@@ -275,12 +339,27 @@ fn posting_event(event: &RecordedEvent) -> Result<Option<Decoded>> {
         );
         return Ok(None);
     };
+    let decoded = decode(event)?;
     Ok(Some(Decoded {
         id: posting_id.to_string(),
         version: signed(event.version)?,
         at: event.metadata.recorded_at,
-        event: decode(event)?,
+        content: carried_content(&decoded).map(json).transpose()?,
+        event: decoded,
     }))
+}
+
+/// The content an event carries, if any.
+fn carried_content(event: &PostingEvent) -> Option<&PostingContent> {
+    match event {
+        PostingEvent::PostingDrafted { content, .. }
+        | PostingEvent::DraftSaved { content, .. }
+        | PostingEvent::PostingSubmitted { content, .. }
+        | PostingEvent::ModificationRequested { content, .. }
+        | PostingEvent::ModificationPublished { content, .. } => Some(content),
+        PostingEvent::PostingPublished { content, .. } => content.as_ref(),
+        _ => None,
+    }
 }
 
 /// A row of the postings table, with JSON columns as JSON text.
@@ -417,17 +496,24 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
         version,
         at,
         event,
+        content: carried,
     } = posting;
+    // The content the event carries, serialised when the event was prepared.
+    let content_json = || {
+        carried
+            .clone()
+            .ok_or_else(|| Error::Corrupted("an event's content was not prepared".into()))
+    };
     if let PostingEvent::PostingDrafted {
         posting_id: _,
         organisation_id,
         language,
-        content,
+        content: _,
         draft_version,
         reused_from,
     } = &event
     {
-        let content = json(content)?;
+        let content = content_json()?;
         drafts.push(Draft {
             posting_id: id.clone(),
             draft_version: i64::from(*draft_version),
@@ -468,7 +554,7 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
         return Ok(true);
     }
     if let PostingEvent::DraftSaved {
-        content,
+        content: _,
         draft_version,
     } = &event
     {
@@ -476,7 +562,7 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
         drafts.push(Draft {
             posting_id: id.clone(),
             draft_version: i64::from(*draft_version),
-            content: json(content)?,
+            content: content_json()?,
             saved_at: at,
         });
     }
@@ -491,10 +577,10 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
     match event {
         PostingEvent::PostingDrafted { .. } => unreachable!("handled above"),
         PostingEvent::DraftSaved {
-            content,
+            content: _,
             draft_version,
         } => {
-            row.content = json(&content)?;
+            row.content = content_json()?;
             row.draft_version = i64::from(draft_version);
         }
         PostingEvent::DraftDiscarded => {
@@ -502,11 +588,11 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
             row.ended_at = Some(at);
         }
         PostingEvent::PostingSubmitted {
-            content,
+            content: _,
             draft_version,
         } => {
             row.status = status(PostingStatus::PendingReview);
-            row.content = json(&content)?;
+            row.content = content_json()?;
             row.draft_version = i64::from(draft_version);
             row.review_requested_at = Some(at);
         }
@@ -533,8 +619,8 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
             row.status = status(PostingStatus::Published);
             row.published_at = Some(published_at);
             // A v1 publication carries no content: the submitted content stays.
-            if let Some(content) = content {
-                row.content = json(&content)?;
+            if content.is_some() {
+                row.content = content_json()?;
             }
             row.expires_at = expires_at;
             row.modifiable_until = modifiable_until;
@@ -551,11 +637,11 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
             row.clear_modification();
         }
         PostingEvent::ModificationRequested {
-            content,
+            content: _,
             requested_at,
         } => {
             row.modification_status = modification(ModificationStatus::PendingReview);
-            row.modification_content = Some(json(&content)?);
+            row.modification_content = Some(content_json()?);
             row.modification_requested_at = Some(requested_at);
             row.modification_return_reasons = None;
             row.modification_effective_at = None;
@@ -572,7 +658,7 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
             row.review_requested_at = None;
         }
         PostingEvent::ModificationPublished {
-            content,
+            content: _,
             published_at,
             expires_at,
             modifiable_until,
@@ -580,7 +666,7 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
             // R-POST-5: a later end date reopens an expired posting (as the domain folds).
             let reopens = row.status == PostingStatus::Expired.as_str()
                 && expires_at.is_some_and(|end| end > published_at);
-            row.content = json(&content)?;
+            row.content = content_json()?;
             row.expires_at = expires_at;
             row.modifiable_until = modifiable_until;
             if reopens {
@@ -646,8 +732,17 @@ async fn load(tx: &mut ViewTx, ids: &[String]) -> Result<Vec<Row>> {
     Ok(loaded)
 }
 
-/// Writes the changed rows (one upsert per table) and the saved draft versions (kept if there).
-async fn write(tx: &mut ViewTx, rows: &[Row], drafts: &[Draft]) -> Result<()> {
+/// Writes the changed rows and the saved draft versions (kept if there): `inserted` are new to the
+/// table, `updated` were loaded from it in this transaction.
+///
+/// On PostgreSQL new rows are plainly inserted and loaded ones plainly updated, and a draft
+/// version is inserted where none exists: no `ON CONFLICT`, whose speculative insertion costs
+/// an extra write-ahead log record per row. That is safe because nothing else writes this
+/// generation while the batch's transaction is open: its runner holds the generation's lease,
+/// and the batch's compare-and-set on the checkpoint (the first statement) locks the
+/// generation's registry row until the commit, so a second writer would wait there and then
+/// find the checkpoint moved.
+async fn write(tx: &mut ViewTx, inserted: &[Row], updated: &[Row], drafts: &[Draft]) -> Result<()> {
     let t = tx.table(table!());
     let d = tx.table(drafts_table!());
     let updates: Vec<String> = COLUMNS[1..]
@@ -659,15 +754,19 @@ async fn write(tx: &mut ViewTx, rows: &[Row], drafts: &[Draft]) -> Result<()> {
         updates.join(", ")
     );
     if let Some(conn) = tx.as_postgres() {
-        if !rows.is_empty() {
-            write_rows_postgres(conn, &t, &upsert, rows).await?;
+        if !inserted.is_empty() {
+            write_rows_postgres(conn, &t, RowWrite::Insert, inserted).await?;
+        }
+        if !updated.is_empty() {
+            write_rows_postgres(conn, &t, RowWrite::Update, updated).await?;
         }
         if !drafts.is_empty() {
             let sql = format!(
                 "INSERT INTO {d} (posting_id, draft_version, content, saved_at) \
-                 SELECT p, v, c::jsonb, s FROM UNNEST($1::text[], $2::int8[], $3::text[], \
+                 SELECT p, v, c::json, s FROM UNNEST($1::text[], $2::int8[], $3::text[], \
                  $4::timestamptz[]) AS u(p, v, c, s) \
-                 ON CONFLICT (posting_id, draft_version) DO NOTHING"
+                 WHERE NOT EXISTS \
+                   (SELECT 1 FROM {d} x WHERE x.posting_id = u.p AND x.draft_version = u.v)"
             );
             sqlx::query(AssertSqlSafe(sql))
                 .bind(
@@ -690,6 +789,7 @@ async fn write(tx: &mut ViewTx, rows: &[Row], drafts: &[Draft]) -> Result<()> {
         return Ok(());
     }
     let columns = COLUMNS.join(", ");
+    let rows: Vec<&Row> = inserted.iter().chain(updated).collect();
     for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
         let (values, params) = values(chunk.iter().map(|row| row.params().to_vec()));
         let sql = format!("INSERT INTO {t} ({columns}) VALUES {values} {upsert}");
@@ -731,30 +831,51 @@ fn values(rows: impl Iterator<Item = Vec<Param>>) -> (String, Vec<Param>) {
     (text, params)
 }
 
-/// One `INSERT … SELECT … FROM UNNEST(arrays) … ON CONFLICT DO UPDATE` for every changed row:
-/// one round trip, one parse, whatever the batch's size.
+/// How [`write_rows_postgres`] writes its rows.
+#[derive(Clone, Copy)]
+enum RowWrite {
+    /// The rows are new to the table.
+    Insert,
+    /// The rows are in the table (by posting id).
+    Update,
+}
+
+/// One `INSERT … SELECT … FROM UNNEST(arrays)`, or one `UPDATE … FROM` the same, for all the
+/// rows: one round trip, one parse, whatever the batch's size.
 async fn write_rows_postgres(
     conn: &mut sqlx::PgConnection,
     table: &str,
-    upsert: &str,
+    how: RowWrite,
     rows: &[Row],
 ) -> Result<()> {
     let columns = COLUMNS.join(", ");
-    let sql = format!(
-        "INSERT INTO {table} ({columns}) \
-         SELECT posting_id, organisation_id, status, language, content::jsonb, draft_version, \
+    let values = format!(
+        "SELECT posting_id, organisation_id, status, language, content::json, draft_version, \
          version, publish_date, publishes_at, published_at, withdrawal_effective_at, \
-         withdrawn_at, return_reasons::jsonb, created_at, updated_at, reused_from, expires_at, \
+         withdrawn_at, return_reasons::json, created_at, updated_at, reused_from, expires_at, \
          modifiable_until, modifications_locked, ended_at, review_requested_at, \
-         modification_status, modification_content::jsonb, modification_requested_at, \
-         modification_return_reasons::jsonb, modification_effective_at \
+         modification_status, modification_content::json, modification_requested_at, \
+         modification_return_reasons::json, modification_effective_at \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], \
          $7::int8[], $8::date[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], \
          $12::timestamptz[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[], \
          $17::timestamptz[], $18::timestamptz[], $19::bool[], $20::timestamptz[], \
          $21::timestamptz[], $22::text[], $23::text[], $24::timestamptz[], $25::text[], \
-         $26::timestamptz[]) AS u({columns}) {upsert}"
+         $26::timestamptz[]) AS u({columns})"
     );
+    let sql = match how {
+        RowWrite::Insert => format!("INSERT INTO {table} ({columns}) {values}"),
+        RowWrite::Update => {
+            let set: Vec<String> = COLUMNS[1..]
+                .iter()
+                .map(|c| format!("{c} = v.{c}"))
+                .collect();
+            format!(
+                "UPDATE {table} t SET {} FROM ({values}) v WHERE t.posting_id = v.posting_id",
+                set.join(", ")
+            )
+        }
+    };
     let text = |f: fn(&Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
     let opt_text = |f: fn(&Row) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
     let time = |f: fn(&Row) -> Option<DateTime<Utc>>| rows.iter().map(f).collect::<Vec<_>>();
