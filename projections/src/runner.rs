@@ -149,7 +149,20 @@ impl Runner<'_> {
                 let next = tokio::select! {
                     biased;
                     () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
-                    next = feed.recv() => next,
+                    next = feed.recv() => Some(next),
+                    () = tokio::time::sleep(self.options.poll_interval), if !building => None,
+                };
+                let Some(next) = next else {
+                    // A quiet log: look whether a rebuild elsewhere (`jobboard-replay`, another
+                    // instance) switched this generation out, which the next batch's
+                    // compare-and-set would tell, but only once an event comes.
+                    if !self.still_in_its_state(generation).await? {
+                        return Ok(Stop::Retired);
+                    }
+                    if !lease.holds().await {
+                        return Ok(Stop::LeaseLost);
+                    }
+                    continue;
                 };
                 buffer.receive(next, &mut end_seen, &mut failed);
             } else if self.shutdown.is_cancelled() {
@@ -350,16 +363,19 @@ impl Runner<'_> {
         ))
     }
 
+    /// Whether `generation` is still in the state this runner runs it in.
+    async fn still_in_its_state(&self, generation: &Generation) -> Result<bool> {
+        let current = self.db.current(self.projector.name()).await?;
+        Ok([current.active, current.building]
+            .into_iter()
+            .flatten()
+            .any(|g| g.generation == generation.generation && g.state == generation.state))
+    }
+
     /// After a compare-and-set that moved nothing: the generation changed state (stop), or
     /// its checkpoint moved under this runner (an error; the runner reloads).
     async fn why_not_moved(&self, generation: &Generation) -> Result<Outcome> {
-        let name = self.projector.name();
-        let current = self.db.current(name).await?;
-        let still = [current.active, current.building]
-            .into_iter()
-            .flatten()
-            .any(|g| g.generation == generation.generation && g.state == generation.state);
-        if still {
+        if self.still_in_its_state(generation).await? {
             Err(Error::CheckpointMoved {
                 projector: self.projector.name(),
                 version: generation.version,

@@ -28,6 +28,7 @@ jobboard_testkit::on_both_backends!(
     an_interrupted_rebuild_resumes_from_its_own_checkpoint,
     a_version_bump_rebuilds_beside_the_old_version_which_serves_until_the_switch,
     two_runtimes_apply_each_event_once_and_one_takes_over_when_the_other_stops,
+    a_rebuild_switched_in_elsewhere_is_served_here_even_while_the_log_is_quiet,
 );
 
 /// Counts how often each event is applied, non-idempotently (`n = n + 1`), in the generation's
@@ -580,4 +581,51 @@ async fn two_runtimes_apply_each_event_once_and_one_takes_over_when_the_other_st
         stop(&c, &stop_c).await;
     }
     stop(follower, follower_stop).await;
+}
+
+async fn a_rebuild_switched_in_elsewhere_is_served_here_even_while_the_log_is_quiet(kind: Kind) {
+    let t = TestDb::new(kind).await;
+    let store = t.store().await;
+    let db = t.views().await;
+    let last = history(&store, 1, 3).await;
+    let (runtime, shutdown) =
+        spawn(&store, &db, vec![Arc::new(PostingsProjector)], quick(500)).await;
+    runtime
+        .wait_for(postings::PROJECTOR, last, WAIT)
+        .await
+        .unwrap();
+    let serving = runtime.status()[0].generation.expect("a generation serves");
+
+    // `jobboard-replay rebuild` in another process: the log stays quiet meanwhile, so the
+    // serving runner has no batch whose compare-and-set would tell it.
+    let outcome = jobboard_projections::rebuild(
+        &t.views().await,
+        &store,
+        &PostingsProjector,
+        &quick(500),
+        &CancellationToken::new(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        !outcome.built_elsewhere,
+        "built by the rebuild, not by the runtime"
+    );
+    assert!(outcome.generation.generation > serving);
+
+    until(|| async {
+        let status = runtime.status()[0].clone();
+        status.generation == Some(outcome.generation.generation) && status.role == Role::Leading
+    })
+    .await;
+    // And it follows the log there.
+    let more = history(&store, 4, 1).await;
+    runtime
+        .wait_for(postings::PROJECTOR, more, WAIT)
+        .await
+        .unwrap();
+    let view = PostingsView::new(db.clone());
+    assert_eq!(all_postings(&view).await.len(), 4);
+    stop(&runtime, &shutdown).await;
 }
