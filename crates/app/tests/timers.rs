@@ -224,7 +224,9 @@ async fn a_change_takes_effect_then_the_posting_expires_and_locks_across_restart
     let (store2, timers2) = restart(&app).await;
     app.clock.set(jst("2026-05-15T00:00:00"));
     let (a, b) = tokio::join!(timers.fire_due(), timers2.fire_due());
-    assert_eq!(a.unwrap() + b.unwrap(), 2, "both fire; the store keeps one");
+    // Each fires, unless it read the other's lock from the log first: either way, one lock.
+    let fired = a.unwrap() + b.unwrap();
+    assert!((1..=2).contains(&fired), "{fired} fired");
     assert_eq!(count(&store, id, "ModificationsLocked").await, 1);
     assert_eq!(count(&store2, id, "PostingExpired").await, 1);
     assert_eq!(timers.pending(), 0);
