@@ -2,11 +2,13 @@
 //! batch committed in one transaction with the generation's checkpoint.
 //!
 //! The work is a pipeline of three tasks, so that reading, decoding and writing overlap instead
-//! of taking turns: a reader task reads ahead of the writer (while serving it follows the log
-//! through `EventStore::subscribe`, woken by commits, no polling; while rebuilding it reads large
-//! pages with `read_all` and says when it has reached the log's readable end); a preparing task,
-//! if the projector has a `Projector::preparer`, decodes each event for it; and the runner
-//! folds and writes each batch while the next is read and prepared.
+//! of taking turns:
+//! - a reader task reads ahead of the writer. While serving it follows the log through
+//!   `EventStore::subscribe`, woken by commits, never polling the log (a quiet runner only looks
+//!   at the registry once per poll interval, for a switch made elsewhere); while rebuilding it
+//!   reads large pages with `read_all` and says when it has reached the log's readable end;
+//! - a preparing task, if the projector has a `Projector::preparer`, decodes each event for it;
+//! - the runner folds and writes each batch while the next is read and prepared.
 //!
 //! A rebuilding generation never passes the serving generation's checkpoint: each batch is cut at
 //! it, and the batch that reaches it exactly switches the two in the same transaction (the
