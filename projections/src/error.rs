@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use jobboard_eventstore::Checkpoint;
+use jobboard_eventstore::{Checkpoint, RecordedEvent};
 
 /// What went wrong in the projection runtime or a view.
 ///
@@ -119,4 +119,16 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// An event's payload as `T`. A payload that does not decode stops the projector (retried,
+/// visible in its status and logs) rather than being skipped, which would leave the view
+/// silently wrong.
+pub(crate) fn decode_payload<T: for<'de> serde::Deserialize<'de>>(
+    event: &RecordedEvent,
+) -> Result<T> {
+    T::deserialize(&event.payload).map_err(|e| Error::Decode {
+        position: event.position,
+        reason: format!("{} payload: {e}", event.event_type),
+    })
 }

@@ -8,9 +8,11 @@
 //! generation's tables. [`ProjectionRuntime`] keeps the serving generation of each [`Projector`]
 //! up to date (following `EventStore::subscribe`, woken by commits) and builds a new generation
 //! beside it when a rebuild is asked for or the version went up, switching reads over in one
-//! transaction once it has caught up (ADR 0007). Across instances on PostgreSQL each generation
-//! is run by the holder of its lease only (an advisory lock); the others serve reads, wait for
-//! checkpoints through the database, and take over within a poll interval when the holder dies.
+//! transaction once it has caught up (ADR 0007). Each generation is run by the holder of its
+//! lease only (an advisory lock on PostgreSQL, a locked file beside the database on SQLite, so
+//! the service and `jobboard-replay` never both write one); the other instances serve reads, wait
+//! for checkpoints through the database, and take over within a poll interval when the holder
+//! dies.
 //! [`rebuild`] runs a rebuild to its switch outside the service; [`report`] tells operators where
 //! every projector is.
 //!

@@ -70,7 +70,7 @@ pub(crate) struct Committed {
     pub(crate) last_recorded_at: Option<DateTime<Utc>>,
     /// Where a rebuild will switch: the serving generation's event count when the batch was cut.
     pub(crate) target_events: Option<u64>,
-    /// The batch's events' commit times, for the lag histogram.
+    /// The batch's events' commit times, for the lag histogram (serving batches only).
     pub(crate) recorded: Vec<DateTime<Utc>>,
 }
 
@@ -257,7 +257,7 @@ impl Runner<'_> {
             .apply_prepared(&mut tx, batch, prepared)
             .await?;
         tx.commit().await?;
-        Ok(Outcome::Committed(committed(to, batch, None)))
+        Ok(Outcome::Committed(committed(to, batch)))
     }
 
     /// Applies the part of a batch up to the serving generation's checkpoint to a rebuilding
@@ -295,7 +295,7 @@ impl Runner<'_> {
         if take == 0 && !switch {
             // Nothing to write, no switch: the serving generation is further on, and this
             // runner has not read that far yet.
-            return Ok(Outcome::Committed(committed(from, &[], None)));
+            return Ok(Outcome::Committed(rebuilt(from, &[], None)));
         }
         let applied = &batch[..take];
         if let Some(serving) = &serving
@@ -328,7 +328,7 @@ impl Runner<'_> {
         let target_events = serving.as_ref().map(|s| s.events);
         if !switch {
             tx.commit().await?;
-            return Ok(Outcome::Committed(committed(to, applied, target_events)));
+            return Ok(Outcome::Committed(rebuilt(to, applied, target_events)));
         }
         // Serving from here: what setup leaves out of a rebuild (indexes only readers need) is
         // built now, in bulk, in the switching transaction, so reads never meet a generation
@@ -360,7 +360,7 @@ impl Runner<'_> {
             Box::new(s)
         });
         Ok(Outcome::Switched(
-            committed(to, applied, target_events),
+            rebuilt(to, applied, target_events),
             retired,
         ))
     }
@@ -457,14 +457,24 @@ enum Outcome {
     Retired,
 }
 
-fn committed(to: Checkpoint, batch: &[RecordedEvent], target_events: Option<u64>) -> Committed {
+/// A serving generation's batch, with each event's commit time for the lag histogram.
+fn committed(to: Checkpoint, batch: &[RecordedEvent]) -> Committed {
+    Committed {
+        recorded: batch.iter().map(|e| e.metadata.recorded_at).collect(),
+        ..rebuilt(to, batch, None)
+    }
+}
+
+/// A rebuilding generation's batch: no lag is measured on a replay, so its tens of thousands of
+/// commit times are not collected.
+fn rebuilt(to: Checkpoint, batch: &[RecordedEvent], target_events: Option<u64>) -> Committed {
     Committed {
         checkpoint: to,
         events: 0,
         batch: batch.len() as u64,
         last_recorded_at: batch.last().map(|e| e.metadata.recorded_at),
         target_events,
-        recorded: batch.iter().map(|e| e.metadata.recorded_at).collect(),
+        recorded: Vec::new(),
     }
 }
 

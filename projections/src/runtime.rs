@@ -11,7 +11,8 @@
 //!
 //! Rebuilding: take the building generation's lease, read the log in large pages from its
 //! checkpoint (position 0 for a new one, where it stopped for an interrupted one), fold each
-//! batch in memory and write it in bulk (`Projector::apply_batch`), and switch reads over when it
+//! batch in memory and write it in bulk (`Projector::apply_prepared`, by default
+//! `apply_batch`), and switch reads over when it
 //! reaches the serving generation's checkpoint (see `runner.rs`). The replaced generation's
 //! tables are dropped after [`RuntimeOptions::drop_grace`].
 //!
@@ -264,15 +265,20 @@ impl Tracked {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Moves the known serving checkpoint forward (never back).
-    fn saw(&self, generation: &Generation) {
-        self.committed.send_if_modified(|c| {
-            let newer = generation.checkpoint > *c;
+    /// Moves the known serving checkpoint forward to `to` (never back), waking `wait_for`.
+    fn advance(&self, to: Checkpoint) {
+        self.committed.send_if_modified(|at| {
+            let newer = to > *at;
             if newer {
-                *c = generation.checkpoint;
+                *at = to;
             }
             newer
         });
+    }
+
+    /// Takes in what a serving generation reached: its checkpoint and progress.
+    fn saw(&self, generation: &Generation) {
+        self.advance(generation.checkpoint);
         let mut progress = self.progress();
         if progress.generation != Some(generation.generation) || progress.events < generation.events
         {
@@ -452,13 +458,7 @@ impl ProjectionRuntime {
                 if !tracked.leading.load(Ordering::SeqCst)
                     && let Ok(Some(stored)) = self.inner.db.checkpoint(tracked.name).await
                 {
-                    tracked.committed.send_if_modified(|c| {
-                        let newer = stored.checkpoint > *c;
-                        if newer {
-                            *c = stored.checkpoint;
-                        }
-                        newer
-                    });
+                    tracked.advance(stored.checkpoint);
                 }
                 if *committed.borrow_and_update() >= at_least {
                     return true;
@@ -545,11 +545,6 @@ impl ProjectionRuntime {
         let requested = request_rebuild(&self.inner.db, tracked.projector.as_ref()).await?;
         tracked.wake.notify_waiters();
         Ok(requested)
-    }
-
-    /// The names of the projectors this runtime runs.
-    pub fn projectors(&self) -> Vec<&'static str> {
-        self.inner.projectors.iter().map(|t| t.name).collect()
     }
 
     /// Returns once every projector task has stopped (after the shutdown token was cancelled,
@@ -886,13 +881,7 @@ impl Supervisor {
             progress.generation = Some(generation.generation);
             progress.last_event_recorded_at = c.last_recorded_at;
             drop(progress);
-            tracked.committed.send_if_modified(|at| {
-                let newer = c.checkpoint > *at;
-                if newer {
-                    *at = c.checkpoint;
-                }
-                newer
-            });
+            tracked.advance(c.checkpoint);
         };
         let stop = self
             .runner()

@@ -51,11 +51,6 @@ impl LogCounter {
     pub fn count(&self) -> u64 {
         self.count
     }
-
-    /// The last event counted.
-    pub fn head(&self) -> Checkpoint {
-        self.at
-    }
 }
 
 /// What a projector is doing, as a whole.

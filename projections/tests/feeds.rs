@@ -1,6 +1,6 @@
-//! The notifications feed and the access counts on SQLite and PostgreSQL: review outcomes,
-//! publications and referral notices become notifications with stable ids and cursors, and view
-//! roll-ups add up per posting and day (R-POST-3 to R-POST-5, R-POST-8, R-POST-9).
+//! The notifications feed and the access counts on SQLite and PostgreSQL: review outcomes and
+//! referral notices become notifications with stable ids and cursors, and view roll-ups add up
+//! per posting and day (R-POST-3, R-POST-4, R-POST-8, R-POST-9).
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use jobboard_domain::PostingEvent;
-use jobboard_domain::notice::{NoticeEvent, NoticedPosting};
+use jobboard_domain::notice::{self, NoticeEvent, NoticedPosting};
 use jobboard_domain::posting::{OrganisationId, PostingId};
 use jobboard_domain::views::{ViewCount, ViewsEvent, stream_of};
 use jobboard_eventstore::Checkpoint;
@@ -132,7 +132,7 @@ async fn review_outcomes_publications_and_notices_become_notifications_once(kind
     };
     let last = append_as(
         &store,
-        &format!("referralnotice-{a}"),
+        &notice::stream_of(a),
         a,
         vec![(
             notice.type_name(),

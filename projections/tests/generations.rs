@@ -141,7 +141,7 @@ impl<P: Projector> Projector for Gate<P> {
     }
 }
 
-/// (rows, largest n, rows written while replaying) of the counter's serving view.
+/// (rows, largest n) of the counter's serving view.
 async fn counted(db: &ViewDb) -> (u64, i64) {
     let row = db
         .fetch_optional(
@@ -243,7 +243,15 @@ async fn reads_answer_from_the_serving_view_during_a_rebuild_and_switch_when_it_
 
     // Let two batches of 7 events through, then hold the rebuild half-way.
     gate.permits.add_permits(2);
-    until(|| async { gate.held.load(Ordering::SeqCst) >= 2 }).await;
+    // Wait on what the permits let through: refusals counted before them say nothing.
+    until(|| async {
+        db.current(postings::PROJECTOR)
+            .await
+            .unwrap()
+            .building
+            .is_some_and(|g| g.events >= 14)
+    })
+    .await;
     let held = db
         .current(postings::PROJECTOR)
         .await
@@ -554,6 +562,8 @@ async fn two_runtimes_apply_each_event_once_and_one_takes_over_when_the_other_st
         // A lost database session (a crashed instance's) frees its lease at once: with a
         // second runtime standing by, it takes over and nothing is applied twice.
         let (c, stop_c) = spawn(&store, &db_a, counter(), quick(3)).await;
+        // A few of its polls (50 ms apart): it has tried the lease and found it held.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(c.status()[0].role, Role::Standby);
         follower_db
             .fetch_optional(

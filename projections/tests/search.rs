@@ -4,6 +4,7 @@
 //! agency scopes (R-SRCH-5).
 
 mod search_support;
+mod support;
 
 use std::collections::BTreeSet;
 
@@ -26,9 +27,9 @@ jobboard_testkit::on_both_backends!(
     r_srch_2_further_conditions_refine_a_result,
     r_srch_3_at_most_1000_results_are_reachable_and_the_total_is_true,
     r_srch_4_orders_by_update_or_recruitment_end_and_pages_stably,
-    r_srch_4_relevance_ranks_the_better_match_first,
+    relevance_order_ranks_the_better_match_first,
     r_srch_5_public_search_shows_only_postings_on_public_search,
-    r_srch_5_an_employer_sees_its_postings_in_every_state_and_no_others,
+    an_employer_sees_its_postings_in_every_state_and_no_others,
     r_srch_5_an_agency_sees_the_postings_its_referrals_were_requested_for,
 );
 
@@ -356,7 +357,7 @@ async fn r_srch_3_at_most_1000_results_are_reachable_and_the_total_is_true(kind:
             let body = content(&format!("研究員 {n}"), "Research position");
             let events = public_history(id, org, Language::Ja, &body);
             let store = env.store.clone();
-            async move { search_support::append(&store, &format!("posting-{id}"), &events).await }
+            async move { search_support::append(&store, id, &events).await }
         });
         last = join_all(appends)
             .await
@@ -421,7 +422,7 @@ async fn r_srch_4_orders_by_update_or_recruitment_end_and_pages_stably(kind: Kin
     for &id in ids.iter().rev() {
         let body = with_end(content("同時刻", "tie"), None);
         let events = public_history(id, org, Language::Ja, &body);
-        outcomes.push(search_support::append(&env.store, &format!("posting-{id}"), &events).await);
+        outcomes.push(search_support::append(&env.store, id, &events).await);
     }
     r.saw(outcomes.iter().max_by_key(|o| o.checkpoint).unwrap())
         .await;
@@ -445,7 +446,7 @@ async fn r_srch_4_orders_by_update_or_recruitment_end_and_pages_stably(kind: Kin
     assert_eq!(ordered[4..], ids);
 }
 
-async fn r_srch_4_relevance_ranks_the_better_match_first(kind: Kind) {
+async fn relevance_order_ranks_the_better_match_first(kind: Kind) {
     let env = Env::new(kind).await;
     let running = env.start(options()).await;
     let org = organisation(1);
@@ -505,7 +506,7 @@ async fn r_srch_5_public_search_shows_only_postings_on_public_search(kind: Kind)
     assert_eq!(hit.version, 4);
 }
 
-async fn r_srch_5_an_employer_sees_its_postings_in_every_state_and_no_others(kind: Kind) {
+async fn an_employer_sees_its_postings_in_every_state_and_no_others(kind: Kind) {
     let env = Env::new(kind).await;
     let f = fixture(&env).await;
     let r = &f.running;

@@ -1,9 +1,9 @@
 //! The search view as a projection, on SQLite and PostgreSQL logs: it resumes from the checkpoint
 //! its last index commit carries, rebuilds blue/green while queries keep answering, and resumes
-//! an interrupted rebuild from the rebuild's own commit (R-SRCH-1 to R-SRCH-5 stay answered
-//! throughout).
+//! an interrupted rebuild from the rebuild's own commit (searches keep answering throughout).
 
 mod search_support;
+mod support;
 
 use std::time::Duration;
 

@@ -35,14 +35,7 @@ pub(crate) async fn run(url: &str, args: &Args) -> anyhow::Result<Outcome> {
 
 async fn print(store: &EventStore, args: &Args) -> anyhow::Result<Outcome> {
     let stream = &args.stream;
-    if store
-        .stream_version(stream)
-        .await
-        .with_context(|| format!("looking up stream {stream}"))?
-        .is_none()
-    {
-        bail!("stream {stream} has no events (stream ids look like posting-<uuid>)");
-    }
+    ensure_stream(store, stream, "posting").await?;
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut count = 0u64;
     let mut chunks = StreamChunks::new(stream, args.as_of);
@@ -70,6 +63,23 @@ async fn print(store: &EventStore, args: &Args) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Done)
+}
+
+/// Fails, naming what stream ids look like (`{category}-<uuid>`), unless `stream` has events.
+pub(crate) async fn ensure_stream(
+    store: &EventStore,
+    stream: &StreamId,
+    category: &str,
+) -> anyhow::Result<()> {
+    if store
+        .stream_version(stream)
+        .await
+        .with_context(|| format!("looking up stream {stream}"))?
+        .is_none()
+    {
+        bail!("stream {stream} has no events (stream ids look like {category}-<uuid>)");
+    }
+    Ok(())
 }
 
 /// Reads a stream a chunk of versions at a time, checking that versions follow each other.

@@ -21,7 +21,7 @@ use jobboard_eventstore::{EventStore, RecordedEvent, StreamId};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::history::StreamChunks;
+use crate::history::{StreamChunks, ensure_stream};
 use crate::personal::{self, ERASED_TEXT, ErasedField};
 use crate::{Outcome, db, parse_stream, parse_time, render};
 
@@ -151,14 +151,7 @@ async fn fold(
     mut fold: Box<dyn Fold>,
 ) -> anyhow::Result<Report> {
     let stream = &args.stream;
-    if store
-        .stream_version(stream)
-        .await
-        .with_context(|| format!("looking up stream {stream}"))?
-        .is_none()
-    {
-        bail!("stream {stream} has no events (stream ids look like {aggregate}-<uuid>)");
-    }
+    ensure_stream(store, stream, aggregate).await?;
     let mut report = Report {
         stream: stream.to_string(),
         aggregate,

@@ -608,6 +608,8 @@ async fn verify_passes_an_intact_log_and_names_the_first_tampered_event(kind: Ki
     assert_eq!(lines[1]["payload"]["content"]["title"], "Forged");
 }
 
+/// R-RET-4: erasure does not break the audit trail; history stays replayable, with the erased
+/// personal data marked as erased.
 async fn erased_personal_data_reads_as_erased_in_history_export_and_state(kind: Kind) {
     let log = Log::new(kind).await;
     let (a, stream) = new_posting();

@@ -2,10 +2,12 @@
 //!
 //! The write side between the gRPC server and the event store. A command arrives with a
 //! [`CommandContext`] (the authenticated [`Caller`], a client-chosen command id, an optional
-//! expected version); [`PostingCommands::execute`] answers a retried command id with its first
-//! outcome, loads the posting from the log (snapshot, then the events after it), authorises the
-//! caller, lets the domain's aggregate decide, and appends the events with the command id in the
-//! same transaction, retrying a bounded number of times when another writer got there first.
+//! expected version); [`PostingCommands::execute`] loads the posting from the log (snapshot, then
+//! the events after it), authorises the caller, lets the domain's aggregate decide, and appends
+//! the events with the command id in the same transaction, retrying a bounded number of times
+//! when another writer got there first. A retried command id is answered by the store on append
+//! with its first outcome; the app looks the id up only when the retry is refused or meets a
+//! stale expected version.
 //! [`Timers`] find deadlines in the log and fire them as ordinary commands (and issue the monthly
 //! referral notices); [`ViewCounter`] rolls reported page views up per posting and day.
 //!
@@ -30,6 +32,7 @@
 mod auth;
 mod error;
 mod postings;
+mod service_events;
 mod timers;
 mod views;
 

@@ -1,6 +1,6 @@
-//! Posting commands, end to end: validate the request, answer a retried command id, load the
-//! posting from the log, authorise, decide with the domain's aggregate, append, retry on
-//! conflicts, snapshot.
+//! Posting commands, end to end: validate the request, load the posting from the log, authorise,
+//! decide with the domain's aggregate, append (the store answers a retried command id with its
+//! first outcome), retry on conflicts, snapshot.
 //!
 //! Who may send what (DOMAIN.md, "Actors"; `jobboard_domain::posting::commands` says who issues
 //! each command, the aggregate itself sees no credentials):
@@ -32,6 +32,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 use jobboard_domain::posting::{
     CreateDraft, FieldViolation, Language, OrganisationId, PostingContent, PostingId,
+    STREAM_PREFIX, posting_of_stream,
 };
 use jobboard_domain::{
     Clock, Posting, PostingCommand, PostingError, PostingEvent, PostingServices,
@@ -366,7 +367,7 @@ impl PostingCommands {
                 Ok(appended) => {
                     // The store matched the id on this stream; a create's id still cannot
                     // answer another command, nor the other way round.
-                    if appended.duplicate && is_create != (appended.first_version == 1) {
+                    if appended.duplicate && !dedup.same_kind(appended.first_version) {
                         return Err(Error::CommandIdReused);
                     }
                     if !appended.duplicate {
@@ -418,21 +419,15 @@ impl PostingCommands {
         else {
             return Ok(None);
         };
-        let stored = first
-            .stream_id
-            .strip_prefix(STREAM_PREFIX)
-            .and_then(|id| id.parse::<PostingId>().ok());
+        let stored = posting_of_stream(&first.stream_id);
         let same_posting = match (stored, dedup.requested) {
             (Some(stored), Some(requested)) => stored == requested,
             // A CreateDraft without an id accepts whichever posting its first attempt created.
             (Some(_), None) => true,
             (None, _) => false,
         };
-        // Only CreateDraft writes version 1 of a posting stream, so an id first used for a
-        // create cannot answer another command, and the other way round.
-        let same_kind = dedup.is_create == (first.first_version == 1);
         match stored {
-            Some(posting_id) if same_posting && same_kind => {
+            Some(posting_id) if same_posting && dedup.same_kind(first.first_version) => {
                 Ok(Some(CommandOutcome::from_append(posting_id, first)))
             }
             _ => Err(Error::CommandIdReused),
@@ -543,18 +538,19 @@ struct Dedup<'a> {
     is_create: bool,
 }
 
-/// The prefix of posting streams: `{Posting::TYPE}-` (ADR 0005).
-const STREAM_PREFIX: &str = "posting-";
+impl Dedup<'_> {
+    /// Whether an outcome whose events began at `first_version` can answer this command. Only
+    /// CreateDraft writes version 1 of a posting stream, so an id first used for a create cannot
+    /// answer another command, and the other way round.
+    fn same_kind(&self, first_version: u64) -> bool {
+        self.is_create == (first_version == 1)
+    }
+}
 
 /// The stream of a posting: `posting-{id}`.
 pub fn stream_of(posting_id: PostingId) -> StreamId {
     StreamId::new(format!("{STREAM_PREFIX}{posting_id}"))
         .expect("a hyphenated uuid after `posting-` is a valid stream id")
-}
-
-/// The posting a stream id names, if it is a posting stream.
-pub(crate) fn posting_of(stream_id: &str) -> Option<PostingId> {
-    stream_id.strip_prefix(STREAM_PREFIX)?.parse().ok()
 }
 
 /// The command id as stored: `{organisation}/{command id}`, so one organisation can never hit,

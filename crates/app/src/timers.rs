@@ -38,19 +38,19 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 use jobboard_domain::notice::{self, Month, NoticeEvent, NoticedPosting};
 use jobboard_domain::posting::{
-    OrganisationId, PostingContent, PostingId, TimerKind, due_timers, settled_timers,
+    OrganisationId, PostingContent, PostingId, TimerKind, change_reopens, due_timers,
+    posting_of_stream, settled_timers,
 };
 use jobboard_domain::{Clock, PostingEvent};
-use jobboard_eventstore::{
-    Checkpoint, CommandMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
-};
+use jobboard_eventstore::{Checkpoint, EventStore, RecordedEvent};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::{Caller, CommandContext, Role};
 use crate::error::Error;
-use crate::postings::{CommandOutcome, PostingCommands, TIMER_SCOPE, posting_of};
+use crate::postings::{CommandOutcome, PostingCommands, TIMER_SCOPE};
+use crate::service_events::{self, ServiceEvent};
 
 /// The subject the timer's commands are recorded with (the events' actor).
 pub const TIMER_SUBJECT: &str = "jobboard-timer";
@@ -381,23 +381,20 @@ impl Timers {
             month: month.to_string(),
             postings,
         };
-        let payload = serde_json::to_value(&event)
-            .map_err(|e| Error::internal_from("encoding a monthly notice", e))?;
-        let stream = StreamId::new(format!("{}{organisation}", notice::STREAM_PREFIX))
-            .map_err(|e| Error::internal_from("naming a notice stream", e))?;
-        let metadata = CommandMetadata {
-            command_id: Some(notice::command_id(organisation, month)),
-            actor: Some(TIMER_SUBJECT.to_owned()),
-            organisation: Some(organisation.to_string()),
-            extra: BTreeMap::from([("role".to_owned(), Role::Service.to_string())]),
-            ..CommandMetadata::default()
-        };
-        let new_event = NewEvent::new(event.type_name(), event.schema_version(), payload);
-        let outcome = self
-            .store
-            .append(&stream, ExpectedVersion::Any, vec![new_event], metadata)
-            .await
-            .map_err(|e| Error::store(e, "appending a monthly notice"))?;
+        let outcome = service_events::append(
+            &self.store,
+            ServiceEvent {
+                stream: notice::stream_of(organisation),
+                event: &event,
+                type_name: event.type_name(),
+                schema_version: event.schema_version(),
+                actor: TIMER_SUBJECT,
+                command_id: Some(notice_command_id(organisation, month)),
+                organisation: Some(organisation.to_string()),
+                what: "a monthly notice",
+            },
+        )
+        .await?;
         tracing::info!(
             %organisation,
             %month,
@@ -448,7 +445,7 @@ impl Schedule {
         if !TIMER_EVENTS.contains(&event.event_type.as_str()) {
             return;
         }
-        let Some(posting_id) = posting_of(&event.stream_id) else {
+        let Some(posting_id) = posting_of_stream(&event.stream_id) else {
             return;
         };
         let decoded = match serde_json::from_value::<PostingEvent>(event.payload) {
@@ -525,7 +522,8 @@ impl Schedule {
             } => {
                 if let Some(posting) = self.published.get_mut(&posting_id) {
                     posting.take(content);
-                    if expires_at.is_some_and(|at| at > *published_at) {
+                    // R-POST-5: a later end reopens an expired posting.
+                    if change_reopens(*expires_at, *published_at) {
                         posting.public = true;
                     }
                 }
@@ -590,6 +588,12 @@ impl Schedule {
             self.due.remove(&(due.due_at, due.posting_id, due.kind));
         }
     }
+}
+
+/// The store command id of `organisation`'s notice for `month`: the same for every instance and
+/// restart, so the store keeps one.
+fn notice_command_id(organisation: OrganisationId, month: Month) -> String {
+    format!("{TIMER_SCOPE}/monthly_notice/{organisation}/{month}")
 }
 
 /// The store command id of a firing: the same for every instance and every restart, so the

@@ -20,13 +20,14 @@ use jobboard_domain::Clock;
 use jobboard_domain::posting::PostingId;
 use jobboard_domain::time::business_date;
 use jobboard_domain::views::{ViewCount, ViewsEvent, stream_of};
-use jobboard_eventstore::{CommandMetadata, EventStore, ExpectedVersion, NewEvent, StreamId};
+use jobboard_eventstore::EventStore;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Caller, Role};
 use crate::error::Error;
+use crate::service_events::{self, ServiceEvent};
 
 /// The actor the roll-ups are recorded with.
 pub const VIEWS_SUBJECT: &str = "jobboard-views";
@@ -174,30 +175,21 @@ impl ViewCounter {
 
     async fn append(&self, day: NaiveDate, counts: Vec<ViewCount>) -> Result<(), Error> {
         let event = ViewsEvent::PostingViewsCounted { day, counts };
-        let payload = serde_json::to_value(&event)
-            .map_err(|e| Error::internal_from("encoding a view roll-up", e))?;
-        let stream = StreamId::new(stream_of(day))
-            .map_err(|e| Error::internal_from("naming a view roll-up stream", e))?;
-        // No command id: a roll-up is not a client's command, and no retry of it exists.
-        let metadata = CommandMetadata {
-            actor: Some(VIEWS_SUBJECT.to_owned()),
-            extra: BTreeMap::from([("role".to_owned(), Role::Service.to_string())]),
-            ..CommandMetadata::default()
-        };
-        self.inner
-            .store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![NewEvent::new(
-                    event.type_name(),
-                    event.schema_version(),
-                    payload,
-                )],
-                metadata,
-            )
-            .await
-            .map_err(|e| Error::store(e, "appending a view roll-up"))?;
+        service_events::append(
+            &self.inner.store,
+            ServiceEvent {
+                stream: stream_of(day),
+                event: &event,
+                type_name: event.type_name(),
+                schema_version: event.schema_version(),
+                actor: VIEWS_SUBJECT,
+                // No command id: a roll-up is not a client's command, and no retry of it exists.
+                command_id: None,
+                organisation: None,
+                what: "a view roll-up",
+            },
+        )
+        .await?;
         Ok(())
     }
 

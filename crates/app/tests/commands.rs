@@ -689,7 +689,7 @@ async fn events_carry_the_callers_metadata(kind: Kind) {
 }
 
 async fn reuse_creates_a_linked_draft_from_a_past_posting_of_the_same_organisation(kind: Kind) {
-    // R-POST-7: any past posting of the organisation, here a published one, is the source.
+    // R-POST-7: any past posting of the organisation, here an approved one, is the source.
     let app = App::new(kind).await;
     let source = app.approved("2026-02-01").await;
     let reuse_ctx = ctx(employer(ORG_A), "reuse-1");

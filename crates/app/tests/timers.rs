@@ -264,7 +264,7 @@ async fn published(app: &App, org: OrganisationId, content: PostingContent) -> P
 }
 
 async fn notices(store: &EventStore, org: OrganisationId) -> Vec<NoticeEvent> {
-    let stream = StreamId::new(format!("{}{org}", notice::STREAM_PREFIX)).unwrap();
+    let stream = StreamId::new(notice::stream_of(org)).unwrap();
     store
         .read_stream(&stream, StreamRange::all())
         .await

@@ -356,6 +356,5 @@ mod tests {
             let back: PostingEvent = serde_json::from_value(payload).unwrap();
             assert_eq!(back, event);
         }
-        let _ = json!({});
     }
 }

@@ -4,9 +4,9 @@
 //!
 //! The notice is not a decision on one posting but a digest over an organisation's postings, so
 //! it has its own stream per organisation (`referralnotice-{organisation}`) and one event per
-//! month. Which postings it lists is [`is_noticed`]; when it is due is [`due_at`]. The timer
-//! layer gathers the postings from the log and appends the event under the deterministic command
-//! id [`command_id`], so each organisation gets each month's notice once, whatever restarts or
+//! month ([`stream_of`]). Which postings it lists is [`is_noticed`]; when it is due is [`due_at`].
+//! The timer layer gathers the postings from the log and appends the event under a deterministic
+//! command id, so each organisation gets each month's notice once, whatever restarts or
 //! instances.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -21,6 +21,11 @@ pub const AFTER_DAY: u32 = 20;
 
 /// The stream category of the notices (`referralnotice-{organisation}`).
 pub const STREAM_PREFIX: &str = "referralnotice-";
+
+/// The stream holding `organisation`'s notices.
+pub fn stream_of(organisation: OrganisationId) -> String {
+    format!("{STREAM_PREFIX}{organisation}")
+}
 
 /// A calendar month, `2026-03` in text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -79,12 +84,6 @@ pub fn is_noticed_by(
     month: Month,
 ) -> bool {
     !new_graduate && referral_period_end.is_some_and(|end| month.contains(end))
-}
-
-/// The command id under which `organisation`'s notice for `month` is appended: the same for
-/// every instance and restart, so the store keeps one.
-pub fn command_id(organisation: OrganisationId, month: Month) -> String {
-    format!("timer/monthly_notice/{organisation}/{month}")
 }
 
 /// One posting a notice lists.

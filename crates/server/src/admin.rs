@@ -11,16 +11,10 @@ use jobboard_projections::{GenerationReport, GenerationState, ProjectionRuntime,
 use jobboard_proto::v1 as pb;
 use jobboard_proto::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::auth::caller_of;
 use crate::convert;
-use crate::status::{ERROR_DOMAIN, Failure, to_status};
-
-/// The `ErrorInfo.reason` of a rebuild refused because the projector cannot build beside itself.
-pub const NOT_REBUILDABLE: &str = "PROJECTION_NOT_REBUILDABLE";
-/// The `ErrorInfo.reason` of a rebuild refused because a newer version serves.
-pub const SUPERSEDED: &str = "PROJECTION_SUPERSEDED";
+use crate::status::{Failure, to_status};
 
 /// The admin service over the projection runtime and this instance's search index.
 #[derive(Clone, Debug)]
@@ -49,16 +43,6 @@ fn authorize<T>(request: &Request<T>) -> Result<(), Status> {
             caller.role
         ))))
     }
-}
-
-/// FAILED_PRECONDITION with `reason` as `ErrorInfo.reason` (not a business rule: no rule id).
-fn precondition(reason: &str, message: String) -> Status {
-    let details = ErrorDetails::with_error_info(
-        reason,
-        ERROR_DOMAIN,
-        std::collections::HashMap::<String, String>::new(),
-    );
-    Status::with_error_details(tonic::Code::FailedPrecondition, message, details)
 }
 
 #[tonic::async_trait]
@@ -139,12 +123,6 @@ impl AdminService for Admin {
                 return Err(to_status(Failure::NotFound(format!(
                     "no projector named {name:?} runs in this service; ListProjections names them"
                 ))));
-            }
-            Err(error @ E::NotRebuildable(_)) => {
-                return Err(precondition(NOT_REBUILDABLE, error.to_string()));
-            }
-            Err(error @ E::Superseded { .. }) => {
-                return Err(precondition(SUPERSEDED, error.to_string()));
             }
             Err(error) => return Err(to_status(error)),
         };

@@ -168,9 +168,9 @@ fn follow(
             // Shutdown first: a busy log must not keep a subscription alive past it.
             biased;
             () = stopping.cancelled() => Some((
-                Err(Status::unavailable(
+                Err(to_status(Failure::unavailable(
                     "the server is shutting down; resubscribe after the last position received",
-                )),
+                ))),
                 None,
             )),
             next = events.next() => match next {

@@ -185,9 +185,9 @@ impl Watch {
             tokio::select! {
                 biased;
                 () = self.feed.stopping.cancelled() => {
-                    return Err(Status::unavailable(
+                    return Err(to_status(Failure::unavailable(
                         "the server is shutting down; watch again after the last cursor received",
-                    ));
+                    )));
                 }
                 // A timeout (or a stopped runtime) only means: look again.
                 _ = self.feed.projections.wait_for(notifications::PROJECTOR, next, WATCH_WAIT) => {}

@@ -39,6 +39,15 @@ pub enum Failure {
         /// What exactly failed, if the rule concerns particular fields or subjects.
         violations: Vec<PreconditionViolation>,
     },
+    /// FAILED_PRECONDITION that is not a business rule (the state of the service, such as a
+    /// projection that cannot be rebuilt): `reason` becomes `ErrorInfo.reason`, the message is
+    /// left as it is.
+    Precondition {
+        /// A stable, upper-case reason, e.g. `PROJECTION_SUPERSEDED`.
+        reason: &'static str,
+        /// A summary for humans.
+        message: String,
+    },
     /// NOT_FOUND: the entity does not exist or the caller may not see it.
     NotFound(String),
     /// ALREADY_EXISTS: a create names an id that is taken.
@@ -70,6 +79,14 @@ impl Failure {
         Self::InvalidArgument {
             message: format!("invalid {}: {}", violation.field, violation.description),
             violations: vec![violation],
+        }
+    }
+
+    /// UNAVAILABLE with nothing to log (the service is stopping, say).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: None,
         }
     }
 
@@ -109,6 +126,11 @@ pub fn to_status(error: impl Into<Failure>) -> Status {
             }
             Status::with_error_details(Code::FailedPrecondition, message, details)
         }
+        Failure::Precondition { reason, message } => Status::with_error_details(
+            Code::FailedPrecondition,
+            message,
+            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+        ),
         Failure::NotFound(message) => Status::not_found(message),
         Failure::AlreadyExists(message) => Status::already_exists(message),
         Failure::Conflict(message) => Status::aborted(message),
@@ -255,6 +277,14 @@ impl From<jobboard_projections::Error> for Failure {
                 "page_token",
                 "is not a next_page_token of this list; start again with an empty token",
             ),
+            error @ E::NotRebuildable(_) => Self::Precondition {
+                reason: NOT_REBUILDABLE,
+                message: error.to_string(),
+            },
+            error @ E::Superseded { .. } => Self::Precondition {
+                reason: SUPERSEDED,
+                message: error.to_string(),
+            },
             E::Stopped => Self::Unavailable {
                 message: "the service is shutting down; retry on another instance".into(),
                 source: None,
@@ -272,6 +302,11 @@ impl From<jobboard_projections::Error> for Failure {
 
 /// The `PreconditionFailure` type of a field a registration request needs (R-POST-3).
 pub const INCOMPLETE: &str = "INCOMPLETE";
+
+/// The `ErrorInfo.reason` of a rebuild refused because the projector cannot build beside itself.
+pub const NOT_REBUILDABLE: &str = "PROJECTION_NOT_REBUILDABLE";
+/// The `ErrorInfo.reason` of a rebuild refused because a newer version serves.
+pub const SUPERSEDED: &str = "PROJECTION_SUPERSEDED";
 
 /// INVALID_ARGUMENT listing every violation; the domain's field paths are the proto's (a test
 /// in `convert` checks them against the contract's descriptors).

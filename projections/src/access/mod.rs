@@ -8,14 +8,14 @@
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use jobboard_domain::posting::{OrganisationId, PostingId};
+use jobboard_domain::posting::{OrganisationId, PostingId, posting_of_stream};
 use jobboard_domain::views::{STREAM_PREFIX, ViewsEvent};
 use jobboard_eventstore::RecordedEvent;
 use serde::Deserialize;
 use sqlx::AssertSqlSafe;
 
 use crate::db::{Backend, Param, ViewDb, ViewTx, signed, unsigned};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, decode_payload};
 use crate::runtime::Projector;
 
 /// The projector's name, for `ProjectionRuntime::wait_for`.
@@ -92,14 +92,10 @@ impl Projector for AccessCountsProjector {
 
     async fn apply(&self, tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
         if event.event_type == "PostingDrafted" {
-            let Some(posting_id) = event
-                .stream_id
-                .strip_prefix("posting-")
-                .and_then(|key| key.parse::<PostingId>().ok())
-            else {
+            let Some(posting_id) = posting_of_stream(&event.stream_id) else {
                 return Ok(());
             };
-            let drafted: Drafted = decode(event)?;
+            let drafted: Drafted = decode_payload(event)?;
             let params = [
                 posting_id.to_string().into(),
                 drafted.organisation_id.to_string().into(),
@@ -116,7 +112,7 @@ impl Projector for AccessCountsProjector {
         {
             return Ok(());
         }
-        let ViewsEvent::PostingViewsCounted { day, counts } = decode(event)?;
+        let ViewsEvent::PostingViewsCounted { day, counts } = decode_payload(event)?;
         let (d, t) = (tx.table(DAILY), tx.table(TOTALS));
         let add_daily = format!(
             "INSERT INTO {d} (posting_id, day, views) VALUES ($1, $2, $3) \
@@ -139,13 +135,6 @@ impl Projector for AccessCountsProjector {
         }
         Ok(())
     }
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(event: &RecordedEvent) -> Result<T> {
-    T::deserialize(&event.payload).map_err(|e| Error::Decode {
-        position: event.position,
-        reason: format!("{} payload: {e}", event.event_type),
-    })
 }
 
 /// A posting's total views.

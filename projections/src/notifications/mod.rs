@@ -12,22 +12,20 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobboard_domain::notice::{self, NoticeEvent, NoticedPosting};
-use jobboard_domain::posting::{OrganisationId, PostingEvent, PostingId};
+use jobboard_domain::posting::{OrganisationId, PostingEvent, PostingId, posting_of_stream};
 use jobboard_eventstore::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
 use crate::db::{Backend, Param, ViewDb, ViewRow, ViewTx, signed, unsigned};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, decode_payload};
 use crate::runtime::Projector;
 
 /// The projector's name, for `ProjectionRuntime::wait_for`.
 pub const PROJECTOR: &str = "notifications";
 /// The version of the view's shape; it names the tables.
 pub const VERSION: u32 = 1;
-
-const POSTING_PREFIX: &str = "posting-";
 
 /// What a notification is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -200,17 +198,13 @@ impl Projector for NotificationsProjector {
         if event.stream_id.starts_with(notice::STREAM_PREFIX) {
             return apply_notice(tx, event).await;
         }
-        let Some(posting_id) = event
-            .stream_id
-            .strip_prefix(POSTING_PREFIX)
-            .and_then(|key| key.parse::<PostingId>().ok())
-        else {
+        let Some(posting_id) = posting_of_stream(&event.stream_id) else {
             return Ok(());
         };
         if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
             return Ok(());
         }
-        let decoded: PostingEvent = decode(event)?;
+        let decoded: PostingEvent = decode_payload(event)?;
         let (kind, detail) = match decoded {
             PostingEvent::PostingDrafted { content, .. }
             | PostingEvent::DraftSaved { content, .. }
@@ -308,7 +302,7 @@ async fn apply_notice(tx: &mut ViewTx, event: &RecordedEvent) -> Result<()> {
         organisation_id,
         month,
         postings,
-    } = decode(event)?;
+    } = decode_payload(event)?;
     let detail = NotificationDetail {
         month: Some(month),
         postings,
@@ -348,14 +342,6 @@ async fn insert(
     let sql = insert_sql(&tx.table(TABLE));
     tx.execute(AssertSqlSafe(sql), &params).await?;
     Ok(())
-}
-
-/// An event's payload as `T`; a payload that does not decode stops the projector.
-fn decode<T: for<'de> Deserialize<'de>>(event: &RecordedEvent) -> Result<T> {
-    T::deserialize(&event.payload).map_err(|e| Error::Decode {
-        position: event.position,
-        reason: format!("{} payload: {e}", event.event_type),
-    })
 }
 
 /// Reads the notifications feed. Cheap to clone.

@@ -11,13 +11,16 @@ mod projector;
 mod view;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use jobboard_domain::PostingStatus;
 use jobboard_domain::posting::{
-    Language, ModificationStatus, OrganisationId, PostingContent, PostingId,
+    Language, ModificationStatus, OrganisationId, PostingContent, PostingId, STREAM_PREFIX,
+    posting_of_stream,
 };
+use jobboard_domain::{PostingEvent, PostingStatus};
+use jobboard_eventstore::RecordedEvent;
 
 pub use self::projector::PostingsProjector;
 pub use self::view::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PostingPage, PostingsView};
+use crate::error::{Error, Result, decode_payload};
 
 /// The projector's name, for `ProjectionRuntime::wait_for`.
 pub const PROJECTOR: &str = "postings";
@@ -114,4 +117,36 @@ pub struct DraftVersionRow {
     pub content: PostingContent,
     /// When it was saved.
     pub saved_at: DateTime<Utc>,
+}
+
+/// Whose posting event `event` is, for the views that fold posting events (this one and search):
+/// `None` for an event of another stream or of a type this version does not know (added later:
+/// skipped, the checkpoint moves on); `Some(None)` for a stream that merely shares the
+/// `posting-` prefix without naming a posting (the command layer writes postings only under
+/// `posting-{uuid}`: skipping it keeps one foreign stream from stalling a view);
+/// `Some(Some(id))` for posting `id`'s event.
+pub(crate) fn posting_of(event: &RecordedEvent) -> Option<Option<PostingId>> {
+    event.stream_id.strip_prefix(STREAM_PREFIX)?;
+    if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
+        return None;
+    }
+    Some(posting_of_stream(&event.stream_id))
+}
+
+/// The domain event in `event`'s payload (the flat JSON with a `type` field the domain
+/// serialises), which must be of the event's recorded type. One that does not decode stops the
+/// view (see [`decode_payload`]).
+pub(crate) fn decode_event(event: &RecordedEvent) -> Result<PostingEvent> {
+    let decoded: PostingEvent = decode_payload(event)?;
+    if decoded.type_name() != event.event_type {
+        return Err(Error::Decode {
+            position: event.position,
+            reason: format!(
+                "event type {} carries a {} payload",
+                event.event_type,
+                decoded.type_name()
+            ),
+        });
+    }
+    Ok(decoded)
 }

@@ -19,19 +19,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use jobboard_domain::PostingStatus;
-use jobboard_domain::posting::{ModificationStatus, PostingContent, PostingEvent, PostingId};
+use jobboard_domain::posting::{ModificationStatus, PostingContent, PostingEvent, change_reopens};
 use jobboard_eventstore::RecordedEvent;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use sqlx::types::Json;
 
-use super::{PROJECTOR, VERSION, drafts_table, table};
+use super::{PROJECTOR, VERSION, decode_event, drafts_table, posting_of, table};
 use crate::db::{Backend, Param, ViewRow, ViewTx, signed};
 use crate::error::{Error, Result};
 use crate::runtime::{Prepared, Preparer, Projector};
-
-/// The stream category of postings (`posting-<uuid>`, cqrs-es' `Posting::TYPE`).
-const STREAM_PREFIX: &str = "posting-";
 
 /// The tables readers query, by their plain names.
 const TABLES: &[&str] = &[table!(), drafts_table!()];
@@ -320,26 +317,20 @@ struct Slot {
 
 /// The event as this view applies it, or `None` for an event it does not handle.
 fn posting_event(event: &RecordedEvent) -> Result<Option<Decoded>> {
-    let Some(stream_key) = event.stream_id.strip_prefix(STREAM_PREFIX) else {
-        return Ok(None);
+    let posting_id = match posting_of(event) {
+        None => return Ok(None),
+        Some(Some(posting_id)) => posting_id,
+        // A posting stream whose events do not decode still stops the view (below).
+        Some(None) => {
+            tracing::warn!(
+                stream = %event.stream_id,
+                position = event.position,
+                "skipping an event of a stream that is not a posting's"
+            );
+            return Ok(None);
+        }
     };
-    // A type this version does not know (added later) is skipped; the checkpoint moves on.
-    if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
-        return Ok(None);
-    }
-    // The command layer writes postings only under `posting-{uuid}`; another key is some other
-    // writer's stream that merely shares the prefix, not a posting this view could show.
-    // Skipping it keeps one foreign stream from stalling the view; a posting stream whose events
-    // do not decode still stops it (below).
-    let Ok(posting_id) = stream_key.parse::<PostingId>() else {
-        tracing::warn!(
-            stream = %event.stream_id,
-            position = event.position,
-            "skipping an event of a stream that is not a posting's"
-        );
-        return Ok(None);
-    };
-    let decoded = decode(event)?;
+    let decoded = decode_event(event)?;
     Ok(Some(Decoded {
         id: posting_id.to_string(),
         version: signed(event.version)?,
@@ -665,7 +656,7 @@ fn fold(slot: &mut Option<Row>, drafts: &mut Vec<Draft>, posting: Decoded) -> Re
         } => {
             // R-POST-5: a later end date reopens an expired posting (as the domain folds).
             let reopens = row.status == PostingStatus::Expired.as_str()
-                && expires_at.is_some_and(|end| end > published_at);
+                && change_reopens(expires_at, published_at);
             row.content = content_json()?;
             row.expires_at = expires_at;
             row.modifiable_until = modifiable_until;
@@ -745,14 +736,6 @@ async fn load(tx: &mut ViewTx, ids: &[String]) -> Result<Vec<Row>> {
 async fn write(tx: &mut ViewTx, inserted: &[Row], updated: &[Row], drafts: &[Draft]) -> Result<()> {
     let t = tx.table(table!());
     let d = tx.table(drafts_table!());
-    let updates: Vec<String> = COLUMNS[1..]
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    let upsert = format!(
-        "ON CONFLICT (posting_id) DO UPDATE SET {}",
-        updates.join(", ")
-    );
     if let Some(conn) = tx.as_postgres() {
         if !inserted.is_empty() {
             write_rows_postgres(conn, &t, RowWrite::Insert, inserted).await?;
@@ -789,6 +772,14 @@ async fn write(tx: &mut ViewTx, inserted: &[Row], updated: &[Row], drafts: &[Dra
         return Ok(());
     }
     let columns = COLUMNS.join(", ");
+    let updates: Vec<String> = COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let upsert = format!(
+        "ON CONFLICT (posting_id) DO UPDATE SET {}",
+        updates.join(", ")
+    );
     let rows: Vec<&Row> = inserted.iter().chain(updated).collect();
     for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
         let (values, params) = values(chunk.iter().map(|row| row.params().to_vec()));
@@ -913,25 +904,4 @@ async fn write_rows_postgres(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// The domain event in `event`'s payload (the flat JSON with a `type` field that the domain
-/// serialises). A payload that does not decode stops the projector (retried, visible in its
-/// status and logs) rather than being skipped: skipping would leave the view silently wrong.
-fn decode(event: &RecordedEvent) -> Result<PostingEvent> {
-    let decoded = PostingEvent::deserialize(&event.payload).map_err(|e| Error::Decode {
-        position: event.position,
-        reason: format!("{} payload: {e}", event.event_type),
-    })?;
-    if decoded.type_name() != event.event_type {
-        return Err(Error::Decode {
-            position: event.position,
-            reason: format!(
-                "event type {} carries a {} payload",
-                event.event_type,
-                decoded.type_name()
-            ),
-        });
-    }
-    Ok(decoded)
 }

@@ -30,9 +30,3 @@ impl From<IndexError> for Error {
         Error::Corrupted(chain(&error))
     }
 }
-
-impl From<tantivy::TantivyError> for Error {
-    fn from(error: tantivy::TantivyError) -> Self {
-        IndexError::from(error).into()
-    }
-}

@@ -35,10 +35,9 @@ use super::hook::ReferralAgencies;
 use super::schema::{Fields, PostingState, schema};
 use super::text::{BIGRAMS, Bigrams, CHAR_SET, CharSet, UNIGRAMS, Unigrams};
 use super::{SearchOptions, VERSION};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::postings;
 
-/// The stream category of postings (`posting-<uuid>`, cqrs-es' `Posting::TYPE`).
-const STREAM_PREFIX: &str = "posting-";
 /// The file naming the serving generation.
 const CURRENT: &str = "CURRENT";
 /// What the payload says it belongs to, so a foreign index is not taken for ours.
@@ -347,43 +346,16 @@ fn entry<'p>(
     }
 }
 
-/// The posting whose stream `event` belongs to, if it is a posting event this version knows.
+/// The posting whose stream `event` belongs to, if it is a posting event this version knows
+/// (a stream that merely shares the prefix is skipped silently).
 fn posting_of(event: &RecordedEvent) -> Option<PostingId> {
-    let key = event.stream_id.strip_prefix(STREAM_PREFIX)?;
-    // A type this version does not know (added later) is skipped; the checkpoint moves on, as in
-    // the postings view.
-    if !PostingEvent::TYPES.contains(&event.event_type.as_str()) {
-        return None;
-    }
-    // The command layer writes postings only under `posting-{uuid}`; another key is some other
-    // writer's stream that merely shares the prefix.
-    key.parse().ok()
-}
-
-/// The domain event in `event`'s payload; one that does not decode stops the view (retried)
-/// rather than being skipped, which would leave it silently wrong.
-fn decode(event: &RecordedEvent) -> Result<PostingEvent> {
-    let decoded = PostingEvent::deserialize(&event.payload).map_err(|e| Error::Decode {
-        position: event.position,
-        reason: format!("{} payload: {e}", event.event_type),
-    })?;
-    if decoded.type_name() != event.event_type {
-        return Err(Error::Decode {
-            position: event.position,
-            reason: format!(
-                "event type {} carries a {} payload",
-                event.event_type,
-                decoded.type_name()
-            ),
-        });
-    }
-    Ok(decoded)
+    postings::posting_of(event).flatten()
 }
 
 /// Decodes the posting events of `batch` (`None` for other events), on up to `threads` threads:
 /// decoding JSON is most of the cost of applying an event, and it does not depend on order.
 fn decode_all(batch: &[RecordedEvent], threads: usize) -> Vec<Option<Result<PostingEvent>>> {
-    let one = |event: &RecordedEvent| posting_of(event).map(|_| decode(event));
+    let one = |event: &RecordedEvent| posting_of(event).map(|_| postings::decode_event(event));
     if threads <= 1 || batch.len() < 256 {
         return batch.iter().map(one).collect();
     }

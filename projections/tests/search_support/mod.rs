@@ -4,12 +4,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub use crate::support::{TestClock, append, date, organisation, posting_id};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use jobboard_domain::PostingEvent;
 use jobboard_domain::posting::{
     AdditionalItem, EmploymentType, InstitutionType, Language, OrganisationId, PostingContent,
@@ -72,7 +73,7 @@ impl Env {
     /// Appends `events` to the posting's stream one minute after the previous append.
     pub async fn append(&self, id: PostingId, events: &[PostingEvent]) -> AppendOutcome {
         self.clock.advance(60);
-        append(&self.store, &format!("posting-{id}"), events).await
+        append(&self.store, id, events).await
     }
 
     /// Appends a raw event to any stream.
@@ -176,67 +177,8 @@ impl Running {
     }
 }
 
-/// Appends `events` to `stream`, as the command layer stores them.
-pub async fn append(store: &EventStore, stream: &str, events: &[PostingEvent]) -> AppendOutcome {
-    let events = events
-        .iter()
-        .map(|e| {
-            NewEvent::new(
-                e.type_name(),
-                e.schema_version(),
-                serde_json::to_value(e).unwrap(),
-            )
-        })
-        .collect();
-    store
-        .append(
-            &StreamId::new(stream).unwrap(),
-            ExpectedVersion::Any,
-            events,
-            CommandMetadata::default(),
-        )
-        .await
-        .expect("append")
-}
-
-/// A clock the test sets by hand (microseconds since the epoch).
-#[derive(Clone)]
-pub struct TestClock(Arc<AtomicI64>);
-
-impl TestClock {
-    pub fn at(t: DateTime<Utc>) -> Self {
-        Self(Arc::new(AtomicI64::new(t.timestamp_micros())))
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_micros(self.0.load(Ordering::SeqCst)).unwrap()
-    }
-
-    pub fn advance(&self, seconds: i64) -> DateTime<Utc> {
-        self.0.fetch_add(seconds * 1_000_000, Ordering::SeqCst);
-        self.now()
-    }
-
-    fn clock(&self) -> jobboard_eventstore::Clock {
-        let micros = Arc::clone(&self.0);
-        Arc::new(move || DateTime::from_timestamp_micros(micros.load(Ordering::SeqCst)).unwrap())
-    }
-}
-
-pub fn posting_id(n: u128) -> PostingId {
-    uuid::Uuid::from_u128(0x0194_0000_0000_7000_8000_0000_0000_0000 | n).into()
-}
-
-pub fn organisation(n: u128) -> OrganisationId {
-    uuid::Uuid::from_u128(0x0194_0000_0000_7000_8000_00aa_0000_0000 | n).into()
-}
-
 pub fn agency(n: u128) -> OrganisationId {
     uuid::Uuid::from_u128(0x0194_0000_0000_7000_8000_00bb_0000_0000 | n).into()
-}
-
-pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
 /// Content complete enough to submit, with `title` and `description`.

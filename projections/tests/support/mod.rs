@@ -84,7 +84,7 @@ impl TestClock {
         self.now()
     }
 
-    fn clock(&self) -> jobboard_eventstore::Clock {
+    pub fn clock(&self) -> jobboard_eventstore::Clock {
         let micros = Arc::clone(&self.0);
         Arc::new(move || DateTime::from_timestamp_micros(micros.load(Ordering::SeqCst)).unwrap())
     }

@@ -56,6 +56,8 @@ async fn the_public_finds_published_postings_and_employers_their_own(backend: Ba
     assert_eq!(found.total_count, 1);
     assert_eq!(found.hits[0].posting_id, published);
     assert_eq!(found.hits[0].version, posting.version);
+    // R-SRCH-1 and R-SRCH-2: a one-character keyword inside the text, with a condition; the
+    // same keyword under another institution type finds nothing.
     let one_char = search(
         &app,
         &operator(),

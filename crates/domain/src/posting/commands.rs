@@ -68,7 +68,7 @@ pub struct ApprovePosting {
 
 /// Publishes an approved posting once it is due (R-POST-4).
 ///
-/// Issued by: the timer layer, at the instant found by [`due_timer`](super::due_timer).
+/// Issued by: the timer layer, at the instant found by [`due_timers`](super::due_timers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublishPosting;
 
@@ -80,7 +80,7 @@ pub struct RequestWithdrawal;
 
 /// Takes a posting off public search once its withdrawal is due (R-POST-6).
 ///
-/// Issued by: the timer layer, at the instant found by [`due_timer`](super::due_timer).
+/// Issued by: the timer layer, at the instant found by [`due_timers`](super::due_timers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompleteWithdrawal;
 

@@ -10,7 +10,7 @@ use super::commands::{
 use super::content::{self, FieldViolation, PostingContent};
 use super::{
     EVENING_HOUR, Modification, ModificationStatus, Posting, PostingError, PostingEvent,
-    PostingState, PostingStatus,
+    PostingState, PostingStatus, change_reopens,
 };
 use crate::time::{BUSINESS_OFFSET, at_business_time, business_date};
 
@@ -373,10 +373,7 @@ impl PostingState {
         }
         // Reviewed like a registration (R-POST-3): the proposal must be complete.
         check(content.draft_violations())?;
-        let gaps = content.submission_violations();
-        if !gaps.is_empty() {
-            return Err(PostingError::InvalidContent(gaps));
-        }
+        check(content.submission_violations())?;
         Ok(PostingEvent::ModificationRequested {
             content,
             requested_at: now,
@@ -639,8 +636,7 @@ impl PostingState {
                 self.expires_at = expires_at;
                 self.modifiable_until = modifiable_until;
                 // A change that moves the end date later reopens an expired posting (R-POST-5).
-                if self.status == PostingStatus::Expired
-                    && expires_at.is_some_and(|at| at > published_at)
+                if self.status == PostingStatus::Expired && change_reopens(expires_at, published_at)
                 {
                     self.status = PostingStatus::Published;
                 }

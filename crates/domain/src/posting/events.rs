@@ -299,6 +299,13 @@ impl TimerKind {
     }
 }
 
+/// Whether a published change with this end reopens an expired posting: it does when the new
+/// recruitment end lies after the change's publication (R-POST-5; the domain's fold, the timers
+/// and the views all decide it here).
+pub fn change_reopens(expires_at: Option<DateTime<Utc>>, published_at: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|end| end > published_at)
+}
+
 /// The deadlines `event` sets: `PostingApproved` sets publication (R-POST-4),
 /// `WithdrawalRequested` withdrawal (R-POST-6), `ModificationApproved` the change's publication
 /// (R-POST-5), and `PostingPublished` / `ModificationPublished` expiry (R-POST-7) and the end of

@@ -18,7 +18,7 @@
 //! (modification approved)      PublishModification   (content replaced; Expired may reopen) timer
 //! (modification returned)      DiscardModification   (no modification)               employer
 //! Published, WithdrawalPending ExpirePosting         Expired              timer, at the end
-//! (any but gone for good)      LockModifications     (no more modifications)         timer
+//! (modifiable_until passed)    LockModifications     (no more modifications)         timer
 //! Published                    StopRecruiting        RecruitmentStopped   employer
 //! Approved, Published, WithdrawalPending, RecruitmentStopped
 //!                              CancelPosting         Cancelled            employer
@@ -50,7 +50,7 @@
 //! | `RequestWithdrawal`      | a request pending review                          | R-POST-3 |
 //! |                          | not published, already requested                  | R-POST-6 |
 //! | `CompleteWithdrawal`     | no withdrawal pending, not yet due                | R-POST-6 |
-//! | `RequestModification`    | a modification pending review                     | R-POST-3 |
+//! | `RequestModification`    | a modification or the posting pending review      | R-POST-3 |
 //! |                          | not approved/published/expired, an approved change|          |
 //! |                          | waiting, two weeks after the recruitment end      | R-POST-5 |
 //! |                          | withdrawal pending                                | R-POST-6 |
@@ -60,8 +60,17 @@
 //! | `DiscardModification`    | no returned modification                          | R-POST-5 |
 //! | `LockModifications`      | already locked, not yet due                       | R-POST-5 |
 //! | `StopRecruiting`, `CancelPosting` | a request pending review                 | R-POST-3 |
-//! |                          | not in a state it applies to                      | R-POST-7 |
+//! | `CancelPosting`          | draft or returned (discarded, not cancelled)      | R-POST-2 |
+//! | `StopRecruiting`, `CancelPosting` | not in a state it applies to             | R-POST-7 |
 //! | `ExpirePosting`          | not public, not yet due                           | R-POST-7 |
+
+/// The prefix of a posting's stream: `{Posting::TYPE}-`, then the posting id.
+pub const STREAM_PREFIX: &str = "posting-";
+
+/// The posting a stream names, if it is a posting stream (`posting-{uuid}`).
+pub fn posting_of_stream(stream_id: &str) -> Option<PostingId> {
+    stream_id.strip_prefix(STREAM_PREFIX)?.parse().ok()
+}
 
 mod commands;
 mod content;
@@ -88,7 +97,7 @@ pub use self::content::{
 };
 pub use self::error::PostingError;
 pub use self::events::{
-    DueTimer, PostingEvent, TimerKind, due_timers, reads_as_version, settled_timers,
+    DueTimer, PostingEvent, TimerKind, change_reopens, due_timers, reads_as_version, settled_timers,
 };
 use crate::time::Clock;
 
@@ -353,11 +362,6 @@ impl Posting {
     /// When the posting expires under its current content (R-POST-7).
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.state.as_ref().and_then(|s| s.expires_at)
-    }
-
-    /// The last instant a modification may be requested (R-POST-5).
-    pub fn modifiable_until(&self) -> Option<DateTime<Utc>> {
-        self.state.as_ref().and_then(|s| s.modifiable_until)
     }
 
     /// Whether modifications are closed for good (R-POST-5).
