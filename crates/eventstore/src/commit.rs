@@ -79,12 +79,14 @@ impl Committer {
         let rx = Arc::new(Mutex::new(rx));
         let writer = Arc::new(writer);
         let in_flight = Arc::new(AtomicUsize::new(0));
-        for _ in 0..workers.max(1) {
+        let workers = workers.max(1);
+        for _ in 0..workers {
             let worker = Worker {
                 writer: Arc::clone(&writer),
                 queue: Arc::clone(&rx),
                 max_batch: options.max_batch_appends.max(1),
                 in_flight: Arc::clone(&in_flight),
+                workers,
             };
             tokio::spawn(worker.run());
         }
@@ -129,6 +131,7 @@ struct Worker<W> {
     queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     max_batch: usize,
     in_flight: Arc<AtomicUsize>,
+    workers: usize,
 }
 
 impl<W: BatchWriter> Worker<W> {
@@ -154,12 +157,15 @@ impl<W: BatchWriter> Worker<W> {
                 // The callers answered by the last batch are submitting again right now: give
                 // them a few turns to join, up to the last batch's size, so that many callers
                 // do not split into a one-append batch and a batch of the rest. A lone caller
-                // (last batch of one) does not wait at all.
+                // (last batch of one) does not wait at all. With several workers, a batch takes
+                // at most its share of the callers waiting, and the rest is left to the next
+                // worker: the workers then alternate with batches of similar size, one writing
+                // while the callers of the other submit again.
                 let mut turns = GATHER_TURNS;
-                while jobs.len() < self.max_batch {
+                while jobs.len() < self.share() {
                     match queue.try_recv() {
                         Ok(job) => jobs.push(job),
-                        Err(_) if turns > 0 && jobs.len() < last_batch => {
+                        Err(_) if turns > 0 && jobs.len() < last_batch.min(self.share()) => {
                             turns -= 1;
                             tokio::task::yield_now().await;
                         }
@@ -172,6 +178,16 @@ impl<W: BatchWriter> Worker<W> {
             carried.extend(later);
             carried.extend(self.write(batch).await);
         }
+    }
+
+    /// The most appends one batch takes: an even share of every append waiting to be answered
+    /// (those queued and those in other workers' batches), within the configured maximum.
+    fn share(&self) -> usize {
+        if self.workers == 1 {
+            return self.max_batch;
+        }
+        let waiting = self.in_flight.load(Ordering::Acquire);
+        waiting.div_ceil(self.workers).clamp(1, self.max_batch)
     }
 
     /// Writes a batch and answers its jobs; returns the jobs to try again.

@@ -428,14 +428,18 @@ async fn call_append_batch(
     let mut a_expected = Vec::with_capacity(n);
     let mut a_command = Vec::with_capacity(n);
     let mut a_count = Vec::with_capacity(n);
-    let mut a_correlation = Vec::with_capacity(n);
-    let mut a_causation = Vec::with_capacity(n);
-    let mut a_actor = Vec::with_capacity(n);
-    let mut a_organisation = Vec::with_capacity(n);
-    let mut a_extra = Vec::with_capacity(n);
     let mut a_recorded = Vec::with_capacity(n);
+    // The events' metadata repeats their append's, so that the insert joins nothing.
     let mut e_app = Vec::with_capacity(events);
     let mut e_k = Vec::with_capacity(events);
+    let mut e_stream = Vec::with_capacity(events);
+    let mut e_command = Vec::with_capacity(events);
+    let mut e_correlation = Vec::with_capacity(events);
+    let mut e_causation = Vec::with_capacity(events);
+    let mut e_actor = Vec::with_capacity(events);
+    let mut e_organisation = Vec::with_capacity(events);
+    let mut e_extra = Vec::with_capacity(events);
+    let mut e_recorded = Vec::with_capacity(events);
     let mut e_event_id = Vec::with_capacity(events);
     let mut e_type = Vec::with_capacity(events);
     let mut e_schema = Vec::with_capacity(events);
@@ -443,6 +447,7 @@ async fn call_append_batch(
     let mut e_personal = Vec::with_capacity(events);
     let mut e_digests = Vec::with_capacity(events * 32);
     for (app, append) in (1_i32..).zip(batch) {
+        let meta = &append.meta;
         a_stream.push(append.stream.as_str());
         a_expected.push(
             append
@@ -450,17 +455,20 @@ async fn call_append_batch(
                 .required()
                 .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX)),
         );
-        a_command.push(append.meta.command_id.as_deref());
+        a_command.push(meta.command_id.as_deref());
         a_count.push(i32::try_from(append.events.len()).unwrap_or(i32::MAX));
-        a_correlation.push(append.meta.correlation_id.as_deref());
-        a_causation.push(append.meta.causation_id.as_deref());
-        a_actor.push(append.meta.actor.as_deref());
-        a_organisation.push(append.meta.organisation.as_deref());
-        a_extra.push(append.extra.as_deref());
         a_recorded.push(append.recorded_at);
         for (k, event) in (1_i32..).zip(&append.events) {
             e_app.push(app);
             e_k.push(k);
+            e_stream.push(append.stream.as_str());
+            e_command.push(meta.command_id.as_deref());
+            e_correlation.push(meta.correlation_id.as_deref());
+            e_causation.push(meta.causation_id.as_deref());
+            e_actor.push(meta.actor.as_deref());
+            e_organisation.push(meta.organisation.as_deref());
+            e_extra.push(append.extra.as_deref());
+            e_recorded.push(append.recorded_at);
             e_event_id.push(event.event_id);
             e_type.push(event.event_type.as_str());
             e_schema.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
@@ -472,20 +480,23 @@ async fn call_append_batch(
     let rows = sqlx::query(
         "SELECT app, outcome, stream_id, first_version, last_version, tx, positions
            FROM append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                             $17, $18)",
+                             $17, $18, $19, $20, $21)",
     )
     .bind(&a_stream)
     .bind(&a_expected)
     .bind(&a_command)
     .bind(&a_count)
-    .bind(&a_correlation)
-    .bind(&a_causation)
-    .bind(&a_actor)
-    .bind(&a_organisation)
-    .bind(&a_extra)
     .bind(&a_recorded)
     .bind(&e_app)
     .bind(&e_k)
+    .bind(&e_stream)
+    .bind(&e_command)
+    .bind(&e_correlation)
+    .bind(&e_causation)
+    .bind(&e_actor)
+    .bind(&e_organisation)
+    .bind(&e_extra)
+    .bind(&e_recorded)
     .bind(&e_event_id)
     .bind(&e_type)
     .bind(&e_schema)

@@ -21,6 +21,7 @@ jobboard_testkit::on_both_backends!(
     two_concurrent_appends_at_the_same_version_exactly_one_wins,
     a_retried_command_id_returns_the_first_result_and_writes_once,
     concurrent_retries_of_one_command_write_once,
+    racing_instances_keep_every_stream_whole_and_every_command_once,
     a_command_id_reused_for_another_stream_is_refused,
     invalid_appends_are_typed_errors_and_write_nothing,
     a_conflict_in_a_group_never_fails_the_other_appends,
@@ -326,6 +327,124 @@ async fn concurrent_retries_of_one_command_write_once(kind: Kind) {
             .all(|o| o.positions == outcomes[0].positions)
     );
     assert_eq!(all_events(&store).await.len(), 1);
+}
+
+/// Three instances on one database, each committing up to three batches at once, race on a few
+/// hot streams (existing and new) with exact expected versions, and some commands are sent twice
+/// at the same time. Whatever interleaving the database picks, every stream's versions are whole
+/// and in log order, each accepted append is in the log exactly once, each command id is written
+/// once and answered alike for every sender, and the hash chain verifies.
+async fn racing_instances_keep_every_stream_whole_and_every_command_once(kind: Kind) {
+    const TASKS: usize = 12;
+    const APPENDS: usize = 25;
+    let db = TestDb::new(kind).await;
+    let options = StoreOptions {
+        write_concurrency: 3,
+        ..StoreOptions::default()
+    };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(db.open_with(options.clone()).await);
+    }
+    let hot = ["race-a", "race-b", "race-c"];
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = instances[t % instances.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for n in 0..APPENDS {
+                // Tasks go in pairs that send the same commands (one write, two equal answers);
+                // pairs race on the hot streams and, every fifth append, to create a new one.
+                let pair = t / 2;
+                let s = if n % 5 == 4 {
+                    stream(&format!("race-new-{}-{n}", pair / 2))
+                } else {
+                    stream(hot[(pair + n) % hot.len()])
+                };
+                let command = format!("race-cmd-{pair}-{n}");
+                let events = vec![event(n as u64), event(1000 + n as u64)];
+                loop {
+                    let expected = match store.stream_version(&s).await.unwrap() {
+                        None => ExpectedVersion::NoStream,
+                        Some(v) => ExpectedVersion::Exact(v),
+                    };
+                    match store
+                        .append(
+                            &s,
+                            expected,
+                            events.clone(),
+                            CommandMetadata::command(&command),
+                        )
+                        .await
+                    {
+                        Ok(outcome) => {
+                            accepted.push((command.clone(), outcome));
+                            break;
+                        }
+                        Err(Error::Conflict { .. }) => continue,
+                        Err(other) => panic!("task {t}, append {n}: {other}"),
+                    }
+                }
+            }
+            accepted
+        }));
+    }
+    let mut by_command: HashMap<String, Vec<jobboard_eventstore::AppendOutcome>> = HashMap::new();
+    for task in tasks {
+        for (command, outcome) in task.await.unwrap() {
+            by_command.entry(command).or_default().push(outcome);
+        }
+    }
+    let store = &instances[0];
+    let log = all_events(store).await;
+
+    for (command, outcomes) in &by_command {
+        assert_eq!(
+            outcomes.iter().filter(|o| !o.duplicate).count(),
+            1,
+            "{command} was written once: {outcomes:?}"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| o.positions == outcomes[0].positions),
+            "{command}: every sender is told the same positions"
+        );
+        let written: Vec<u64> = log
+            .iter()
+            .filter(|e| e.metadata.command.command_id.as_deref() == Some(command.as_str()))
+            .map(|e| e.position)
+            .collect();
+        assert_eq!(written, outcomes[0].positions, "{command} in the log");
+    }
+    assert_eq!(
+        log.len(),
+        by_command.len() * 2,
+        "the log holds exactly the accepted appends"
+    );
+
+    let mut last_version: HashMap<&str, u64> = HashMap::new();
+    for e in &log {
+        let last = last_version.entry(e.stream_id.as_str()).or_default();
+        assert_eq!(
+            e.version,
+            *last + 1,
+            "{} is whole and in log order",
+            e.stream_id
+        );
+        *last = e.version;
+    }
+    for (s, version) in &last_version {
+        assert_eq!(
+            store.stream_version(&stream(s)).await.unwrap(),
+            Some(*version),
+            "the head of {s}"
+        );
+    }
+    assert!(store.verify().await.unwrap().is_intact());
+    for instance in instances {
+        instance.close().await;
+    }
 }
 
 async fn a_command_id_reused_for_another_stream_is_refused(kind: Kind) {
