@@ -32,6 +32,7 @@
 mod auth;
 mod error;
 mod postings;
+mod recent;
 mod service_events;
 mod timers;
 mod views;

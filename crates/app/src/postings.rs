@@ -47,6 +47,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, CommandContext, Role};
 use crate::error::Error;
+use crate::recent::RecentPostings;
 
 /// Longest client command id, in characters (DESIGN.md: every mutating call takes one).
 pub const MAX_COMMAND_ID_CHARS: usize = 200;
@@ -82,6 +83,9 @@ pub struct CommandOptions {
     /// The first retry's pause; each next retry doubles it (up to 500 ms), jittered by ±50 % so
     /// racing writers do not collide again in step.
     pub retry_backoff: Duration,
+    /// Postings this instance committed last that are kept in memory, so that the next command
+    /// on each decides without reading the log (see `recent.rs`); 0 reads the log every time.
+    pub cached_postings: usize,
 }
 
 impl Default for CommandOptions {
@@ -90,6 +94,7 @@ impl Default for CommandOptions {
             max_conflict_retries: 5,
             snapshot_every: 100,
             retry_backoff: Duration::from_millis(5),
+            cached_postings: 4096,
         }
     }
 }
@@ -133,7 +138,16 @@ pub struct PostingCommands {
 struct Inner {
     store: EventStore,
     services: PostingServices,
+    recent: RecentPostings,
     options: CommandOptions,
+}
+
+/// What a command comes to on one state of its posting.
+enum Decided {
+    /// Append these events with this metadata, expecting the version the state was folded to.
+    Append(Vec<NewEvent>, CommandMetadata),
+    /// The command was carried out before: its first outcome.
+    AlreadyDone(CommandOutcome),
 }
 
 /// What a caller's role lets it do, once checked against the command.
@@ -164,6 +178,7 @@ impl PostingCommands {
             inner: Arc::new(Inner {
                 store,
                 services: PostingServices::new(clock),
+                recent: RecentPostings::new(options.cached_postings),
                 options,
             }),
         }
@@ -317,39 +332,29 @@ impl PostingCommands {
         // append — a refusal (a second SubmitForReview), a stale expected version, another
         // posting (a CreateDraft without an id) — look the command id up before answering.
         let mut attempt = 0;
+        let mut use_cache = true;
         loop {
-            let (mut posting, version) = self.load_stream(&stream).await?;
-            if !posting.exists() && !is_create {
-                return Err(Error::Domain(PostingError::NotFound));
-            }
-            authorize_posting(&access, &posting, is_create)?;
-            if let Some(expected) = ctx.expected_version
-                && expected != version
-            {
-                // A retry finds the version its first attempt moved on: that outcome answers.
-                if let Some(first) = self.first_outcome(&dedup).await? {
-                    return Ok(first);
-                }
-                // The client decided on a view that is no longer current: only it can decide
-                // again, so no retry.
-                return Err(Error::Conflict {
-                    expected,
-                    actual: version,
-                });
-            }
-            let events = match decide(&mut posting, command.clone(), &self.inner.services).await {
-                Ok(events) => events,
-                Err(refusal) => {
-                    // A concurrent attempt of this very command may have committed after the
-                    // check above, and be the reason for the refusal: its outcome is the answer.
-                    if let Some(first) = self.first_outcome(&dedup).await? {
-                        return Ok(first);
-                    }
-                    return Err(Error::Domain(refusal));
-                }
+            let cached = use_cache.then(|| self.inner.recent.get(&stream)).flatten();
+            let from_cache = cached.is_some();
+            let (mut posting, version) = match cached {
+                Some(cached) => cached,
+                None => self.load_stream(&stream).await?,
             };
-            let new_events = events.iter().map(new_event).collect::<Result<_, _>>()?;
-            let meta = metadata(ctx, &store_command_id, posting.organisation_id());
+            let decided = self
+                .decide_on(ctx, &dedup, &access, &command, &mut posting, version)
+                .await;
+            let (new_events, meta) = match decided {
+                Ok(Decided::Append(new_events, meta)) => (new_events, meta),
+                // Anything but an append is answered on the log's state, never on a cached one,
+                // which may be behind it.
+                _ if from_cache => {
+                    self.inner.recent.forget(&stream);
+                    use_cache = false;
+                    continue;
+                }
+                Ok(Decided::AlreadyDone(first)) => return Ok(first),
+                Err(error) => return Err(error),
+            };
             let expected = if version == 0 {
                 ExpectedVersion::NoStream
             } else {
@@ -373,12 +378,16 @@ impl PostingCommands {
                     if !appended.duplicate {
                         // `posting` now holds the committed state: `handle` applied each event
                         // as it recorded it.
+                        self.inner
+                            .recent
+                            .put(&stream, &posting, appended.stream_version);
                         self.snapshot_if_due(&stream, &posting, version, &appended)
                             .await;
                     }
                     return Ok(CommandOutcome::from_append(posting_id, appended));
                 }
                 Err(jobboard_eventstore::Error::Conflict { actual, .. }) => {
+                    self.inner.recent.forget(&stream);
                     if let Some(expected) = ctx.expected_version {
                         if let Some(first) = self.first_outcome(&dedup).await? {
                             return Ok(first);
@@ -406,6 +415,51 @@ impl PostingCommands {
                 Err(e) => return Err(Error::store(e, &format!("appending to {stream}"))),
             }
         }
+    }
+
+    /// Decides `command` on `posting` at `version`: the events to append, the first outcome of
+    /// a command carried out before, or the reason it is refused.
+    async fn decide_on(
+        &self,
+        ctx: &CommandContext,
+        dedup: &Dedup<'_>,
+        access: &Access,
+        command: &PostingCommand,
+        posting: &mut Posting,
+        version: u64,
+    ) -> Result<Decided, Error> {
+        if !posting.exists() && !dedup.is_create {
+            return Err(Error::Domain(PostingError::NotFound));
+        }
+        authorize_posting(access, posting, dedup.is_create)?;
+        if let Some(expected) = ctx.expected_version
+            && expected != version
+        {
+            // A retry finds the version its first attempt moved on: that outcome answers.
+            if let Some(first) = self.first_outcome(dedup).await? {
+                return Ok(Decided::AlreadyDone(first));
+            }
+            // The client decided on a view that is no longer current: only it can decide
+            // again, so no retry.
+            return Err(Error::Conflict {
+                expected,
+                actual: version,
+            });
+        }
+        let events = match decide(posting, command.clone(), &self.inner.services).await {
+            Ok(events) => events,
+            Err(refusal) => {
+                // A concurrent attempt of this very command may have committed after the
+                // check above, and be the reason for the refusal: its outcome is the answer.
+                if let Some(first) = self.first_outcome(dedup).await? {
+                    return Ok(Decided::AlreadyDone(first));
+                }
+                return Err(Error::Domain(refusal));
+            }
+        };
+        let new_events = events.iter().map(new_event).collect::<Result<_, _>>()?;
+        let meta = metadata(ctx, dedup.command_id, posting.organisation_id());
+        Ok(Decided::Append(new_events, meta))
     }
 
     /// The first outcome of the command id, if it was carried out already.

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use jobboard_app::{Caller, CommandOptions, Error, Role, stream_of};
+use jobboard_app::{Caller, CommandOptions, Error, PostingCommands, Role, stream_of};
 use jobboard_domain::posting::{
     ApprovePosting, CompleteWithdrawal, CreateDraft, DiscardDraft, Language, PostingContent,
     PostingId, PublishPosting, RequestWithdrawal, ReturnPosting, SaveDraft, SubmitForReview,
@@ -36,6 +36,7 @@ jobboard_testkit::on_both_backends!(
     refusals_name_the_rule_that_refuses_them,
     events_carry_the_callers_metadata,
     reuse_creates_a_linked_draft_from_a_past_posting_of_the_same_organisation,
+    an_instance_whose_cached_posting_fell_behind_answers_as_the_log_says,
 );
 
 fn save(name: &str) -> SaveDraft {
@@ -746,4 +747,106 @@ async fn reuse_creates_a_linked_draft_from_a_past_posting_of_the_same_organisati
         matches!(missing, Err(Error::Domain(PostingError::NotFound))),
         "{missing:?}"
     );
+}
+
+/// Two instances on one log, each keeping the postings it wrote in memory. When the other moved a
+/// posting on, the first instance's cached copy is behind: every answer it gives is still the one
+/// the log gives — an append without expected version commits (after one store conflict), an
+/// expected version that matches the log (not the cache) is accepted, a stale one is a conflict
+/// naming the log's version, and a refusal follows the log's state.
+async fn an_instance_whose_cached_posting_fell_behind_answers_as_the_log_says(kind: Kind) {
+    let app = App::new(kind).await;
+    let other = PostingCommands::new(app.store.clone(), app.dyn_clock());
+    let id = app.create(ORG_A, "create").await;
+    app.ok(&ctx(employer(ORG_A), "a-1"), id, save("here")).await;
+
+    // The other instance moves the posting on: v3.
+    let moved = other
+        .execute(&ctx(employer(ORG_A), "b-1"), Some(id), save("there").into())
+        .await
+        .unwrap();
+    assert_eq!(moved.version, 3);
+
+    // No expected version: this instance's copy (v2) is refused by the store, read again, and
+    // the save commits on top of the other instance's.
+    let outcome = app
+        .ok(&ctx(employer(ORG_A), "a-2"), id, save("here again"))
+        .await;
+    assert_eq!(outcome.version, 4);
+
+    let moved = other
+        .execute(
+            &ctx(employer(ORG_A), "b-2"),
+            Some(id),
+            save("there again").into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.version, 5);
+    // The client read v5 (from the other instance): accepted, though this cache says v4.
+    let outcome = app
+        .ok(
+            &ctx(employer(ORG_A), "a-3").expecting(5),
+            id,
+            save("current"),
+        )
+        .await;
+    assert_eq!(outcome.version, 6);
+    // A really stale expectation is a conflict naming the log's version.
+    other
+        .execute(
+            &ctx(employer(ORG_A), "b-3"),
+            Some(id),
+            save("and again").into(),
+        )
+        .await
+        .unwrap();
+    let error = app
+        .commands
+        .execute(
+            &ctx(employer(ORG_A), "a-4").expecting(6),
+            Some(id),
+            save("late").into(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Conflict {
+                expected: 6,
+                actual: 7
+            }
+        ),
+        "{error:?}"
+    );
+
+    // The other instance submits it for review; a save here is refused as the log's state says
+    // (a draft in review cannot be saved), not decided on the cached draft.
+    other
+        .execute(
+            &ctx(employer(ORG_A), "b-4"),
+            Some(id),
+            SubmitForReview.into(),
+        )
+        .await
+        .unwrap();
+    let refused = app
+        .commands
+        .execute(
+            &ctx(employer(ORG_A), "a-5"),
+            Some(id),
+            save("in review").into(),
+        )
+        .await;
+    let direct = other
+        .execute(
+            &ctx(employer(ORG_A), "b-5"),
+            Some(id),
+            save("in review").into(),
+        )
+        .await;
+    assert_eq!(format!("{refused:?}"), format!("{direct:?}"));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(app.version(id).await, 8, "the refusals wrote nothing");
 }
