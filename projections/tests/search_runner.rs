@@ -18,6 +18,7 @@ jobboard_testkit::on_both_backends!(
     foreign_streams_are_skipped_and_a_bad_posting_event_stops_the_view,
     blue_green_rebuild_keeps_answering_and_switches_once_caught_up,
     an_interrupted_rebuild_resumes_from_its_own_commit,
+    live_changes_commit_at_most_once_per_interval_and_all_at_shutdown,
 );
 
 /// Publishes postings `from..to` (four events each) and returns the last append.
@@ -289,4 +290,39 @@ async fn an_interrupted_rebuild_resumes_from_its_own_commit(kind: Kind) {
     assert_eq!(generation_dirs(&env), ["gen-000002"]);
     shutdown.cancel();
     view.stopped().await;
+}
+
+/// Following the live log, the view commits the first change at once, then at most once per
+/// `live_commit_interval`: a change that arrives within it waits (here the interval is an hour,
+/// so it cannot show), and shutting down commits it.
+async fn live_changes_commit_at_most_once_per_interval_and_all_at_shutdown(kind: Kind) {
+    let env = Env::new(kind).await;
+    let hourly = SearchOptions {
+        live_commit_interval: Duration::from_secs(3600),
+        ..options()
+    };
+    let running = env.start(hourly.clone()).await;
+    let first = publish(&env, 1, 2).await;
+    running.saw(&first).await;
+    let second = publish(&env, 2, 3).await;
+    assert!(matches!(
+        running
+            .view
+            .wait_for(second.checkpoint, Duration::from_millis(300))
+            .await,
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(running.search(&everything()).total, 1);
+
+    let view = running.stop().await;
+    assert_eq!(
+        view.status().checkpoint,
+        second.checkpoint,
+        "committed at shutdown"
+    );
+    drop(view);
+    let (reopened, _runner) = SearchView::open(env.index_dir.path(), hourly)
+        .await
+        .unwrap();
+    assert_eq!(reopened.search(&everything()).unwrap().total, 2);
 }

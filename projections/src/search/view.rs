@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, Stream, StreamExt};
@@ -140,6 +140,8 @@ impl SearchView {
             serving: Arc::new(Mutex::new(serving)),
             building: building.map(|b| Arc::new(Mutex::new(b))),
             options,
+            last_live_commit: None,
+            live_uncommitted: false,
         };
         runner.publish_rebuild();
         Ok((SearchView { shared }, runner))
@@ -352,6 +354,11 @@ pub struct SearchRunner {
     serving: SharedGeneration,
     building: Option<SharedGeneration>,
     options: SearchOptions,
+    /// When the serving generation last committed (`None`: not since it opened, so the first
+    /// live change commits at once).
+    last_live_commit: Option<Instant>,
+    /// Live batches applied to the serving generation and not yet committed.
+    live_uncommitted: bool,
 }
 
 impl std::fmt::Debug for SearchRunner {
@@ -398,6 +405,7 @@ impl SearchRunner {
                     tracing::warn!(view = PROJECTOR, error = %text, retry_in = ?backoff,
                         "search view failed; resuming from its last commit");
                     self.shared.progress().last_error = Some(text);
+                    self.live_uncommitted = false;
                     if let Err(e) = self.rollback().await {
                         tracing::error!(view = PROJECTOR, error = %chain(&e),
                             "search view cannot roll back; stopping");
@@ -449,6 +457,13 @@ impl SearchRunner {
                     return Ok(());
                 }
                 () = self.shared.rebuild_wake.notified(), if self.building.is_none() => {}
+                () = tokio::time::sleep_until(
+                    self.last_live_commit
+                        .map_or_else(Instant::now, |at| at + options.live_commit_interval)
+                        .into()
+                ), if self.live_uncommitted => {
+                    self.commit_serving(true).await?;
+                }
                 batch = live.next_batch(store, &options) => {
                     let caught_up = live.is_live();
                     self.apply_serving(batch?, caught_up).await?;
@@ -470,24 +485,44 @@ impl SearchRunner {
         }
     }
 
-    /// Applies a batch to the serving generation; commits it when caught up (every batch, so
-    /// queries see it) or when enough has piled up while catching up.
+    /// Applies a batch to the serving generation. Caught up, it commits (so queries see it) at
+    /// most once per [`SearchOptions::live_commit_interval`], leaving the rest to the follow
+    /// loop's timer; catching up, it commits when enough has piled up.
     async fn apply_serving(&mut self, batch: Vec<RecordedEvent>, caught_up: bool) -> Result<()> {
         let hook = Arc::clone(&self.options.referrals);
         let options = self.options.clone();
-        let (committed, recorded_at) = blocking(&self.serving, move |g| -> Result<_> {
+        let due = blocking(&self.serving, move |g| -> Result<_> {
             g.apply(&batch, hook.as_ref())?;
-            let committed = if caught_up || g.commit_due(&options) {
-                g.commit()?
-                    .then_some((g.committed.checkpoint, g.committed.events))
-            } else {
-                None
-            };
-            Ok((committed, g.last_recorded_at))
+            Ok(g.commit_due(&options))
         })
         .await?;
         self.shared.progress().live = caught_up;
-        if let Some((checkpoint, events)) = committed {
+        let interval_over = self
+            .last_live_commit
+            .is_none_or(|at| at.elapsed() >= self.options.live_commit_interval);
+        if due || (caught_up && interval_over) {
+            self.commit_serving(caught_up).await
+        } else {
+            self.live_uncommitted = caught_up;
+            Ok(())
+        }
+    }
+
+    /// Commits what the serving generation applied and publishes the new checkpoint.
+    async fn commit_serving(&mut self, caught_up: bool) -> Result<()> {
+        let committed = blocking(&self.serving, |g| -> Result<_> {
+            Ok(g.commit()?.then_some((
+                g.committed.checkpoint,
+                g.committed.events,
+                g.last_recorded_at,
+            )))
+        })
+        .await?;
+        self.live_uncommitted = false;
+        if let Some((checkpoint, events, recorded_at)) = committed {
+            // Only a commit that wrote something starts an interval: the first change after a
+            // quiet spell commits at once.
+            self.last_live_commit = Some(Instant::now());
             let lag = recorded_at.map(|t| (Utc::now() - t).to_std().unwrap_or_default());
             {
                 let mut progress = self.shared.progress();
