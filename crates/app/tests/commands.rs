@@ -822,7 +822,7 @@ async fn an_instance_whose_cached_posting_fell_behind_answers_as_the_log_says(ki
     );
 
     // The other instance submits it for review; a save here is refused as the log's state says
-    // (a draft in review cannot be saved), not decided on the cached draft.
+    // (R-POST-3: a posting pending review cannot be saved), not decided on the cached draft.
     other
         .execute(
             &ctx(employer(ORG_A), "b-4"),

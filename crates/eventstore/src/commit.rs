@@ -165,7 +165,7 @@ impl<W: BatchWriter> Worker<W> {
                 while jobs.len() < self.share() {
                     match queue.try_recv() {
                         Ok(job) => jobs.push(job),
-                        Err(_) if turns > 0 && jobs.len() < last_batch.min(self.share()) => {
+                        Err(_) if turns > 0 && jobs.len() < last_batch => {
                             turns -= 1;
                             tokio::task::yield_now().await;
                         }
@@ -181,7 +181,9 @@ impl<W: BatchWriter> Worker<W> {
     }
 
     /// The most appends one batch takes: an even share of every append waiting to be answered
-    /// (those queued and those in other workers' batches), within the configured maximum.
+    /// (those queued and those in other workers' batches), within the configured maximum. A lone
+    /// worker's share is the maximum: "everything submitted so far" would stop it gathering the
+    /// callers that are about to submit again.
     fn share(&self) -> usize {
         if self.workers == 1 {
             return self.max_batch;

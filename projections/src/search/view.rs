@@ -648,13 +648,8 @@ impl SearchRunner {
 
     /// Commits whatever either generation applied (at shutdown).
     async fn commit_all(&mut self) -> Result<()> {
-        let committed = blocking(&self.serving, |g| {
-            g.commit()
-                .map(|_| (g.committed.checkpoint, g.committed.events))
-        })
-        .await?;
-        self.shared.progress().events = committed.1;
-        self.shared.committed.send_replace(committed.0);
+        let live = self.shared.progress().live;
+        self.commit_serving(live).await?;
         if let Some(building) = &self.building {
             blocking(building, |g| g.commit()).await?;
         }
